@@ -1,0 +1,531 @@
+"""The room server's I/O driver: asyncio transports around two pure cores.
+
+Each TCP connection is an :class:`asyncio.Protocol` that feeds bytes to the
+Sans-I/O WebSocket protocol of ``websockets`` (framing, masking, handshake, close
+handshake) and hands whole messages to the pure :class:`~.rooms.Registry`
+(who gets what). There is no task per connection: timers (handshake and join
+deadlines, pings, close timeouts) are loop callbacks. This keeps a connection at
+a few KiB and a relayed message at a few tens of microseconds.
+
+Limits of the contract enforced here: 64 KiB frames (``too-large``), the message
+rate (token bucket), the join deadline, pings, binary frames; plus what the
+contract leaves to the server: the handshake deadline, and a peer that stops
+reading (its send buffer passes ``max_write_buffer``) is dropped as unclean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from websockets.datastructures import Headers
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from desktop_call import __version__
+from desktop_call.signaling.ids import is_valid_call_id
+from desktop_call.signaling.protocol import (
+    MAX_FRAME_BYTES,
+    ErrorCode,
+    Join,
+    Leave,
+    ProtocolError,
+    ServerMessage,
+    Signal,
+    decode_client,
+    encode,
+)
+
+from .rooms import Close, Event, Registry, RegistryConfig, Send
+
+__all__ = ["RoomServer", "ServerConfig"]
+
+log = logging.getLogger("desktop_call.server")
+_ws_log = logging.getLogger("desktop_call.server.websocket")  # quiet unless asked
+_ws_log.setLevel(logging.WARNING)
+
+ROOMS_PREFIX = "/rooms/"
+CLEAN_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    capacity: int = 2
+    grace: float = 30.0  # resume grace period, seconds
+    queue_limit: int = 64
+    token: str | None = None
+    rate: float = 50.0  # messages per second, sustained
+    burst: int = 200
+    join_timeout: float = 10.0
+    handshake_timeout: float = 10.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    close_timeout: float = 5.0
+    max_frame: int = MAX_FRAME_BYTES
+    max_write_buffer: int = 1 << 20  # a peer this far behind on reading is dropped
+    origins: tuple[str, ...] | None = None  # Origin allow-list (None: any)
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+
+class _WebSocket(ServerProtocol):
+    """``websockets``' Sans-I/O server protocol, answering oversized frames per the contract."""
+
+    def fail(self, code: int, reason: str = "") -> None:
+        if code == CloseCode.MESSAGE_TOO_BIG and self.state is State.OPEN:
+            error = ProtocolError(ErrorCode.TOO_LARGE, "a frame is over 64 KiB")
+            self.send_text(encode(error.to_message()))
+            code, reason = ErrorCode.TOO_LARGE.close_code or code, str(ErrorCode.TOO_LARGE)
+        super().fail(code, reason)
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = (
+        "_fragments",
+        "_joined",
+        "_pong_due",
+        "_released",
+        "_timer",
+        "_tokens",
+        "_tokens_at",
+        "peer_ip",
+        "room_id",
+        "server",
+        "transport",
+        "ws",
+    )
+
+    def __init__(self, server: RoomServer) -> None:
+        self.server = server
+        config = server.config
+        origins: Any = list(config.origins) if config.origins is not None else None
+        self.ws = _WebSocket(origins=origins, max_size=config.max_frame, logger=_ws_log)
+        self.transport: asyncio.Transport | None = None
+        self.room_id = ""
+        self.peer_ip = ""
+        self._joined = False
+        self._released = False  # the registry has been told this connection is gone
+        self._fragments: list[bytes] | None = None
+        self._tokens = float(config.burst)
+        self._tokens_at = 0.0
+        self._pong_due = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------ transport events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(
+            asyncio.Transport, transport
+        )  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = str(peer[0]) if peer else ""
+        transport.set_write_buffer_limits(high=self.server.config.max_write_buffer)
+        self.server._connections.add(self)
+        self._set_timer(self.server.config.handshake_timeout, self._abort)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Frame):
+                self._frame(event)
+            else:
+                self._handshake(event)
+        self._flush()
+        self._after_close_check()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        for event in self.ws.events_received():
+            if isinstance(event, Frame):
+                self._frame(event)
+        self._flush()
+        return None  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self.server._connections.discard(self)
+        if not self._released:
+            self._released = True
+            if self._joined:
+                self.server._dispatch(self.server.registry.drop(self, self.server._now()))
+                self.server._arm_expiry()
+        self.server._connection_gone()
+
+    def pause_writing(self) -> None:
+        # The peer stopped reading and its send buffer passed max_write_buffer.
+        log.warning(_line("slow-reader", room=self.room_id, ip=self.peer_ip))
+        self._abort()
+
+    # ----------------------------------------------------------------- handshake
+
+    def _handshake(self, request: Request) -> None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            self._respond_json(200, "OK", self.server.stats())
+            return
+        if not path.startswith(ROOMS_PREFIX):
+            self.ws.send_response(
+                self.ws.reject(404, "Not found: rooms live at /rooms/<call-id>\n")
+            )
+            return
+        response = self.ws.accept(request)
+        self.ws.send_response(response)
+        if response.status_code != 101:
+            return
+        self.room_id = path[len(ROOMS_PREFIX) :]
+        if not is_valid_call_id(self.room_id):
+            self._fatal(
+                ProtocolError(ErrorCode.BAD_ROOM, f"{self.room_id[:70]!r} is not a valid call ID")
+            )
+            return
+        self._set_timer(self.server.config.join_timeout, self._join_timeout)
+
+    def _respond_json(self, status: int, reason: str, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),
+            ]
+        )
+        self.ws.send_response(Response(status, reason, headers, payload))
+
+    # -------------------------------------------------------------------- frames
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not frame.fin:
+                self._fragments = [frame.data]
+                self._tokens_take_or_fail()  # counted when it starts
+                return
+            if self._tokens_take_or_fail():
+                self._message(frame.data, opcode is Opcode.BINARY)
+        elif opcode is Opcode.CONT:
+            if self._fragments is not None:
+                self._fragments.append(frame.data)
+                if frame.fin:
+                    data, self._fragments = b"".join(self._fragments), None
+                    self._message(data, False)
+        elif opcode is Opcode.PONG:
+            self._pong_due = False
+        elif opcode is Opcode.CLOSE:
+            self._closed_by_peer()
+
+    def _tokens_take_or_fail(self) -> bool:
+        config = self.server.config
+        now = self.server._now()
+        tokens = min(config.burst, self._tokens + (now - self._tokens_at) * config.rate)
+        self._tokens_at = now
+        if tokens < 1.0:
+            self._fatal(
+                ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {config.rate:g} messages per second (bursts of {config.burst})",
+                )
+            )
+            return False
+        self._tokens = tokens - 1.0
+        return True
+
+    def _message(self, data: bytes, binary: bool) -> None:
+        if self.ws.state is not State.OPEN or self._released:
+            return
+        server = self.server
+        try:
+            if binary:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not allowed")
+            msg = decode_client(data)
+            if type(msg) is Signal:
+                if not self._joined:
+                    raise ProtocolError(ErrorCode.BAD_REQUEST, "'join' must be the first message")
+                server._dispatch(server.registry.signal(self, msg))
+            elif type(msg) is Join:
+                if self._joined:
+                    raise ProtocolError(ErrorCode.BAD_REQUEST, "second 'join'")
+                actions = server.registry.join(self, self.room_id, msg, server._now())
+                self._joined = True
+                self._ping_loop_start()
+                server._dispatch(actions)
+            elif type(msg) is Leave:
+                if not self._joined:
+                    raise ProtocolError(ErrorCode.BAD_REQUEST, "'join' must be the first message")
+                self._release(clean=True)
+                self._close(CloseCode.NORMAL_CLOSURE, "left")
+        except ProtocolError as error:
+            if error.code.fatal:
+                self._fatal(error)
+            else:
+                self.send(error.to_message())
+                self._log_error(error)
+
+    # ------------------------------------------------------------ closing paths
+
+    def _closed_by_peer(self) -> None:
+        close = self.ws.close_rcvd
+        clean = close is not None and close.code in CLEAN_CLOSE_CODES
+        self._release(clean=clean)
+        self._set_timer(self.server.config.close_timeout, self._abort)
+
+    def _after_close_check(self) -> None:
+        # The protocol failed the connection by itself (bad framing, invalid UTF-8,
+        # a frame over the limit): that is a fatal error, so the slot is freed.
+        if self.ws.close_sent is not None and not self._released:
+            self._release(clean=True)
+            close = self.ws.close_sent
+            log.info(_line("error", code=close.code, reason=close.reason, room=self.room_id))
+            self._set_timer(self.server.config.close_timeout, self._abort)
+
+    def _release(self, clean: bool) -> None:
+        if self._released:
+            return
+        self._released = True
+        if not self._joined:
+            return
+        server = self.server
+        if clean:
+            server._dispatch(server.registry.leave(self))
+        else:
+            server._dispatch(server.registry.drop(self, server._now()))
+            server._arm_expiry()
+
+    def _fatal(self, error: ProtocolError) -> None:
+        """Send a fatal error, free the slot (reason "left"), and close with its code."""
+        self._log_error(error)
+        if self.ws.state is not State.OPEN:
+            self._abort()
+            return
+        self.send(error.to_message())
+        self._release(clean=True)
+        self._close(error.code.close_code or CloseCode.POLICY_VIOLATION, str(error.code))
+
+    def _close(self, code: int, reason: str) -> None:
+        if self.ws.state is State.OPEN:
+            self.ws.send_close(code, reason)
+            self._flush()
+        self._set_timer(self.server.config.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _join_timeout(self) -> None:
+        self._fatal(ProtocolError(ErrorCode.BAD_REQUEST, "no 'join' within the join deadline"))
+
+    def _log_error(self, error: ProtocolError) -> None:
+        peer = self.server.registry.peer_of(self)
+        log.info(
+            _line(
+                "error",
+                code=str(error.code),
+                room=self.room_id,
+                peer=peer[1] if peer else None,
+                ip=self.peer_ip,
+            )
+        )
+
+    # --------------------------------------------------------------------- pings
+
+    def _ping_loop_start(self) -> None:
+        self._set_timer(self.server.config.ping_interval, self._ping_tick)
+
+    def _ping_tick(self) -> None:
+        config = self.server.config
+        if self._pong_due:  # no answer to the last ping: the peer is gone, uncleanly
+            log.info(_line("ping-timeout", room=self.room_id, ip=self.peer_ip))
+            self._abort()
+            return
+        if self.ws.state is not State.OPEN:
+            return
+        self._pong_due = True
+        self.ws.send_ping(b"")
+        self._flush()
+        # Next tick checks the pong ping_timeout from now, then pings again.
+        self._set_timer(config.ping_timeout, self._ping_check)
+
+    def _ping_check(self) -> None:
+        if self._pong_due:
+            self._ping_tick()
+        else:
+            self._set_timer(
+                max(0.0, self.server.config.ping_interval - self.server.config.ping_timeout),
+                self._ping_tick,
+            )
+
+    # ------------------------------------------------------------------- writing
+
+    def send(self, message: ServerMessage) -> None:
+        if self.ws.state is State.OPEN:
+            self.ws.send_text(encode(message))
+            self._flush()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data in self.ws.data_to_send():
+            if data:
+                transport.write(data)
+            else:  # end of stream: the server closes the TCP connection
+                transport.close()
+
+    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.server._loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _line(event: str, **fields: Any) -> str:
+    """One structured log line (JSON). Never pass message contents here."""
+    return json.dumps({"event": event, **{k: v for k, v in fields.items() if v is not None}})
+
+
+class RoomServer:
+    """The room server on one listening socket. Use as ``async with RoomServer(cfg) as srv``."""
+
+    def __init__(self, config: ServerConfig | None = None, registry: Registry | None = None):
+        self.config = config or ServerConfig()
+        self.registry = registry or Registry(
+            RegistryConfig(
+                capacity=self.config.capacity,
+                grace=self.config.grace,
+                queue_limit=self.config.queue_limit,
+                token=self.config.token,
+            )
+        )
+        self._loop = asyncio.get_running_loop()
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._all_gone: asyncio.Event | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> RoomServer:
+        ssl_context = None
+        if self.config.certfile:
+            ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ssl_context.load_cert_chain(self.config.certfile, self.config.keyfile)
+        self._server = await self._loop.create_server(
+            lambda: _Connection(self),
+            self.config.host,
+            self.config.port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=self.config.handshake_timeout if ssl_context else None,
+            backlog=4096,
+            reuse_address=True,
+        )
+        log.info(_line("listening", url=self.url, version=__version__))
+        return self
+
+    async def close(self) -> None:
+        """Stop listening, tell every client (close 1001), wait for them briefly, then cut."""
+        if self._server is None:
+            return
+        self._server.close()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._all_gone = asyncio.Event()
+        for conn in list(self._connections):
+            if conn.ws.state is State.OPEN:
+                conn._released = True  # the whole registry goes away: tell no peers
+                conn._close(CloseCode.GOING_AWAY, "server shutting down")
+            else:
+                conn._abort()
+        self._connection_gone()
+        try:
+            await asyncio.wait_for(self._all_gone.wait(), self.config.close_timeout + 1)
+        except TimeoutError:
+            for conn in list(self._connections):
+                conn._abort()
+        await self._server.wait_closed()
+        self._server = None
+        log.info(_line("stopped"))
+
+    async def __aenter__(self) -> RoomServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # ------------------------------------------------------------------- queries
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'wss' if self.config.tls else 'ws'}://{host}:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "rooms": self.registry.rooms,
+            "peers": self.registry.peers,
+            "peers_in_grace": self.registry.peers_in_grace,
+            "connections": len(self._connections),
+        }
+
+    # ---------------------------------------------------------------- internals
+
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _dispatch(self, actions: list[Send | Close | Event]) -> None:
+        for action in actions:
+            if type(action) is Send:
+                action.conn.send(action.message)  # type: ignore[attr-defined]
+            elif type(action) is Close:
+                conn: _Connection = action.conn  # type: ignore[assignment]
+                conn._released = True  # its slot now belongs to another connection
+                conn._fatal(ProtocolError(action.error.code, action.error.message))
+            elif type(action) is Event:
+                log.info(_line(action.name, room=action.room, peer=action.peer, peers=action.peers))
+
+    def _arm_expiry(self) -> None:
+        deadline = self.registry.next_deadline()
+        if deadline is None or (self._expiry is not None and not self._expiry.cancelled()):
+            return
+        self._expiry = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self._dispatch(self.registry.expire(self._now()))
+        self._arm_expiry()
+
+    def _connection_gone(self) -> None:
+        if self._all_gone is not None and not self._connections:
+            self._all_gone.set()
