@@ -128,9 +128,8 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(
-            asyncio.Transport, transport
-        )  # uvloop's is not a subclass
+        # uvloop's transports are not asyncio.Transport subclasses: cast, do not assert.
+        self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if peer else ""
         transport.set_write_buffer_limits(high=self.server.config.max_write_buffer)
