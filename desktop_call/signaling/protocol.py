@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -108,16 +109,25 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# orjson reads integers beyond 64 bits as floats, losing digits. A run of 19 digits
+# anywhere (even inside a string, like an SDP session id) sends the text to the exact
+# standard-library parser instead: rare, and correct either way.
+_LONG_DIGITS_B = re.compile(rb"\d{19}")
+_LONG_DIGITS_S = re.compile(r"\d{19}")
+
+
 def loads(raw: bytes | str) -> Any:
     """Parse one JSON text strictly (no NaN/Infinity), keeping big integers exact.
 
-    orjson takes the fast path; what it refuses but JSON allows (integers beyond
-    64 bits, escaped lone surrogates) goes through the standard library.
+    orjson takes the fast path; what it refuses or would round but JSON allows
+    (integers beyond 64 bits, escaped lone surrogates) goes through the standard library.
     """
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
+    long_digits = _LONG_DIGITS_B if isinstance(raw, bytes | bytearray) else _LONG_DIGITS_S
+    if long_digits.search(raw) is None:  # type: ignore[arg-type]
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -125,7 +135,10 @@ def loads(raw: bytes | str) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; values orjson cannot write go through the standard library."""
+    """Compact UTF-8 JSON; values orjson cannot write go through the standard library.
+
+    Values come from :func:`loads` (never NaN); a NaN a caller puts in is written as null.
+    """
     try:
         return orjson.dumps(value)
     except (orjson.JSONEncodeError, TypeError):

@@ -1,0 +1,1 @@
+"""Sources and sinks of media frames (test pattern, camera, microphone, screen, speaker)."""

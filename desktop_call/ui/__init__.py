@@ -1,0 +1,1 @@
+"""PySide6 windows, widgets and view-models; the only package that imports Qt widgets."""
