@@ -72,6 +72,7 @@ class ServerConfig:
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
     max_frame: int = MAX_FRAME_BYTES
+    read_limit: int = 1 << 20  # larger frames are refused unread (see _WebSocket)
     max_write_buffer: int = 1 << 20  # a peer this far behind on reading is dropped
     origins: tuple[str, ...] | None = None  # Origin allow-list (None: any)
     certfile: str | None = None
@@ -83,7 +84,13 @@ class ServerConfig:
 
 
 class _WebSocket(ServerProtocol):
-    """``websockets``' Sans-I/O server protocol, answering oversized frames per the contract."""
+    """``websockets``' Sans-I/O server protocol, answering oversized frames per the contract.
+
+    Messages up to ``read_limit`` are read whole and checked against the contract's
+    64 KiB by the driver, in order with the messages before them (a ``join`` and an
+    oversized frame in one TCP segment get ``welcome`` then ``too-large``). Beyond
+    ``read_limit`` the parser refuses the frame from its header, without reading it.
+    """
 
     def fail(self, code: int, reason: str = "") -> None:
         if code == CloseCode.MESSAGE_TOO_BIG and self.state is State.OPEN:
@@ -96,6 +103,7 @@ class _WebSocket(ServerProtocol):
 class _Connection(asyncio.Protocol):
     __slots__ = (
         "_fragments",
+        "_fragments_binary",
         "_joined",
         "_pong_due",
         "_released",
@@ -113,13 +121,14 @@ class _Connection(asyncio.Protocol):
         self.server = server
         config = server.config
         origins: Any = list(config.origins) if config.origins is not None else None
-        self.ws = _WebSocket(origins=origins, max_size=config.max_frame, logger=_ws_log)
+        self.ws = _WebSocket(origins=origins, max_size=config.read_limit, logger=_ws_log)
         self.transport: asyncio.Transport | None = None
         self.room_id = ""
         self.peer_ip = ""
         self._joined = False
         self._released = False  # the registry has been told this connection is gone
-        self._fragments: list[bytes] | None = None
+        self._fragments: list[bytes] | None = None  # a fragmented message being received
+        self._fragments_binary = False
         self._tokens = float(config.burst)
         self._tokens_at = 0.0
         self._pong_due = False
@@ -213,6 +222,7 @@ class _Connection(asyncio.Protocol):
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if not frame.fin:
                 self._fragments = [frame.data]
+                self._fragments_binary = opcode is Opcode.BINARY
                 self._tokens_take_or_fail()  # counted when it starts
                 return
             if self._tokens_take_or_fail():
@@ -222,7 +232,7 @@ class _Connection(asyncio.Protocol):
                 self._fragments.append(frame.data)
                 if frame.fin:
                     data, self._fragments = b"".join(self._fragments), None
-                    self._message(data, False)
+                    self._message(data, self._fragments_binary)
         elif opcode is Opcode.PONG:
             self._pong_due = False
         elif opcode is Opcode.CLOSE:
@@ -249,6 +259,8 @@ class _Connection(asyncio.Protocol):
             return
         server = self.server
         try:
+            if len(data) > server.config.max_frame:
+                raise ProtocolError(ErrorCode.TOO_LARGE, "a frame is over 64 KiB")
             if binary:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not allowed")
             msg = decode_client(data)

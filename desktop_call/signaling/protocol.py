@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -30,6 +31,7 @@ __all__ = [
     "PeerJoined",
     "PeerLeft",
     "ProtocolError",
+    "RawNumber",
     "Relayed",
     "Signal",
     "Welcome",
@@ -101,6 +103,34 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class RawNumber:
+    """An integer literal too long for ``int()`` (Python caps conversions at 4,300 digits
+    against quadratic-time attacks), kept as its JSON text so a relay writes it back
+    digit for digit. Only absurd data produces one."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RawNumber) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"RawNumber({self.text[:12]}…{len(self.text)} digits)"
+
+
+_MAX_INT_DIGITS = 4000
+_RAW_NONCE = secrets.token_hex(16)  # marks where a RawNumber goes while writing
+
+
+def _parse_int(text: str) -> int | RawNumber:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else RawNumber(text)
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -133,7 +163,11 @@ def loads(raw: bytes | str) -> Any:
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        # Strict UTF-8: json.loads(bytes) would let encoded surrogates through.
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+        return json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_parse_int
+        )
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise _bad(f"not JSON: {str(exc)[:120]}") from None
 
@@ -142,11 +176,28 @@ def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON; values orjson cannot write go through the standard library.
 
     Values come from :func:`loads` (never NaN); a NaN a caller puts in is written as null.
+    Raises ``bad-request`` for data nested too deeply to write back (orjson stops at
+    254 levels, the standard library near the interpreter's recursion limit).
     """
     try:
         return orjson.dumps(value)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        pass
+    raw_numbers: list[str] = []
+
+    def placeholder(item: Any) -> str:
+        if type(item) is not RawNumber:
+            raise TypeError(f"{type(item).__name__} is not JSON")
+        raw_numbers.append(item.text)
+        return f"{_RAW_NONCE}:{len(raw_numbers) - 1}"
+
+    try:
+        text = json.dumps(value, separators=(",", ":"), default=placeholder)
+    except RecursionError:
+        raise _bad("data is nested too deeply") from None
+    for index, digits in enumerate(raw_numbers):
+        text = text.replace(f'"{_RAW_NONCE}:{index}"', digits, 1)
+    return text.encode()
 
 
 # ------------------------------------------------------------------ client -> server

@@ -202,3 +202,30 @@ def test_malformed_server_messages_are_refused(raw):
 def test_unknown_server_error_codes_stay_fatal():
     message = decode_server('{"type":"error","code":"new-thing","message":"m"}')
     assert message == ErrorMessage(ErrorCode.BAD_REQUEST, "m")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type":"join","v":1,"name":"\xed\xa0\x80"}',  # an encoded surrogate (CESU-8)
+        b'{"type":"join","v":1,"name":"\xc0\xaf"}',  # overlong
+        b'{"type":"join","v":1,"name":"12345678901234567890\xff"}',  # slow path, invalid byte
+    ],
+)
+def test_invalid_utf8_is_refused_on_both_paths(raw):
+    with pytest.raises(ProtocolError):
+        decode_client(raw)
+
+
+def test_integers_too_long_for_int_are_relayed_digit_for_digit():
+    digits = "9" * 5000
+    message = decode_client('{"type":"signal","data":{"n":' + digits + ',"m":-' + digits + "1}}")
+    out = encode(Relayed("p", message.data))
+    assert (
+        out
+        == b'{"type":"signal","from":"p","data":{"n":'
+        + digits.encode()
+        + b',"m":-'
+        + (digits + "1").encode()
+        + b"}}"
+    )
