@@ -71,6 +71,7 @@ log = logging.getLogger("desktop_call.call.session")
 CONTROL_CHANNEL_ID = 0
 MAX_CONTROL_MESSAGE = 16 * 1024
 MAX_CHAT_CHARS = 4000
+CONTROL_OUTBOX_LIMIT = 100
 
 
 # ------------------------------------------------------------------------ events
@@ -148,6 +149,7 @@ class _Link:
         self.created_at = time.monotonic()
         self.sas: str | None = None
         self.proxies: list[MediaStreamTrack] = []
+        self.control_outbox: list[dict[str, Any]] = []  # until the channel opens
 
     async def close(self) -> None:
         for proxy in self.proxies:
@@ -429,6 +431,8 @@ class CallSession:
                 transceiver.setCodecPreferences(preferred + rtx)
 
     async def _offer(self, peer_id: str) -> None:
+        if peer_id in self._links and self.state is CallState.CONNECTED:
+            self.machine.feed(CallInput.REBUILDING)
         link = await self._replace_link(peer_id, offerer=True)
         pc = link.pc
         offer = await pc.createOffer()
@@ -602,14 +606,22 @@ class CallSession:
         self._send_control(link, {"type": "hello", "id": self.peer_id})
         message = {"type": "state", "muted": self.local_muted, "camera": self.local_camera}
         self._send_control(link, message)
+        queued, link.control_outbox = link.control_outbox, []
+        for message in queued:
+            if message["type"] not in ("hello", "state"):  # those were just sent, fresh
+                self._send_control(link, message)
 
     def _send_control(self, link: _Link, message: dict[str, Any]) -> None:
+        """Send on the control channel; until it opens, keep what must not be lost."""
         channel = link.channel
-        if channel is not None and channel.readyState == "open":
-            try:
-                channel.send(json.dumps(message))
-            except Exception as exc:  # closing under us
-                log.debug("control send failed: %s", exc)
+        if channel is None or channel.readyState != "open":
+            if message["type"] != "hb" and len(link.control_outbox) < CONTROL_OUTBOX_LIMIT:
+                link.control_outbox.append(message)
+            return
+        try:
+            channel.send(json.dumps(message))
+        except Exception as exc:  # closing under us
+            log.debug("control send failed: %s", exc)
 
     def _on_control(self, link: _Link, raw: Any) -> None:
         link.last_heard = time.monotonic()
