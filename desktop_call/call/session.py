@@ -183,6 +183,7 @@ class CallSession:
         self.errors: list[str] = []
         self.last_stats: StatsSummary | None = None
         self._rekeyed = asyncio.Event()
+        self._sas: str | None = None
         self.machine.subscribe(self._emit)
 
     # ------------------------------------------------------------------ queries
@@ -197,11 +198,8 @@ class CallSession:
 
     @property
     def sas(self) -> str | None:
-        """The verification code of the current connection, once it is known."""
-        for link in self._links.values():
-            if link.sas:
-                return link.sas
-        return None
+        """The verification code of the newest connected path (kept after hang-up)."""
+        return self._sas
 
     def peer_connection(self, peer_id: str | None = None) -> RTCPeerConnection | None:
         if peer_id is None:
@@ -567,6 +565,7 @@ class CallSession:
         except SasError as exc:
             self.errors.append(str(exc))
             return
+        self._sas = link.sas
         self._emit(SasReady(link.peer_id, link.sas))
 
     async def _watchdog(self) -> None:

@@ -1,0 +1,384 @@
+"""``desktop-call --headless``: a call with no window, for bots, tests and benchmarks.
+
+It joins (or creates) a call, sends synthetic media or a file, counts what arrives,
+and writes a JSON report. Exit status 0 means: the call connected and media flowed
+both ways (remote video and audio frames arrived while the peer received ours, as
+far as one side can tell: our frames were sent over a connected path and theirs
+arrived). Anything else exits non-zero with a plain message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiortc import MediaStreamTrack
+
+from desktop_call.call.ice import IceConfig, InvalidIceConfig, parse_ice_servers
+from desktop_call.call.session import (
+    CallOptions,
+    CallSession,
+    RemoteTrack,
+    SessionEvent,
+)
+from desktop_call.call.state import CallState, StateChange
+from desktop_call.call.stats import StatsSummary
+from desktop_call.media.sinks import AudioReceiver, CountingAudioSink, LatestFrameReceiver
+from desktop_call.media.sources import FileTrack, TestPatternTrack, ToneTrack
+from desktop_call.media.switchable import SwitchableTrack
+from desktop_call.server import RoomServer, ServerConfig
+from desktop_call.signaling.ids import (
+    DEFAULT_PORT,
+    InvalidCallTarget,
+    make_call_link,
+    new_call_id,
+    parse_call_target,
+    parse_server_url,
+)
+
+__all__ = ["add_arguments", "run"]
+
+log = logging.getLogger("desktop_call.headless")
+
+DEFAULT_SERVER = f"ws://127.0.0.1:{DEFAULT_PORT}"
+EXIT_OK, EXIT_NO_MEDIA, EXIT_FAILED, EXIT_USAGE = 0, 1, 2, 64
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("headless calls (--headless)")
+    target = group.add_mutually_exclusive_group()
+    target.add_argument("--join", metavar="ID_OR_LINK", help="call ID or dcall:// link to join")
+    target.add_argument(
+        "--create",
+        action="store_true",
+        help="make a new call, print its link, and wait in it (hosts the room server "
+        "itself unless --server is given)",
+    )
+    group.add_argument("--server", metavar="URL", help=f"room server (default {DEFAULT_SERVER})")
+    group.add_argument("--token", help="room server token, if it requires one")
+    group.add_argument("--name", default="headless", help="display name (default: headless)")
+    group.add_argument(
+        "--source",
+        default="testpattern",
+        metavar="testpattern|tone|file:PATH",
+        help="what to send (default: testpattern, with a 440 Hz tone)",
+    )
+    group.add_argument("--resolution", default="640x480", metavar="WxH", help="default 640x480")
+    group.add_argument("--fps", type=float, default=30.0, help="test pattern frame rate")
+    group.add_argument("--codec", choices=("VP8", "H264"), type=str.upper, help="video codec")
+    group.add_argument(
+        "--ice-servers",
+        default="default",
+        metavar="default|none|URL,...",
+        help="STUN/TURN servers (default: Google's public STUN)",
+    )
+    group.add_argument("--turn-username", help="username for turn:/turns: servers")
+    group.add_argument("--turn-credential", help="credential for turn:/turns: servers")
+    group.add_argument("--relay-only", action="store_true", help="only relay (TURN) candidates")
+    group.add_argument(
+        "--duration", type=float, help="seconds to stay once connected (default: until the end)"
+    )
+    group.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the call to connect (default 60)",
+    )
+    group.add_argument("--report", metavar="FILE", help="write the JSON report here ('-': stdout)")
+
+
+@dataclass
+class _Media:
+    """What we send, and what we have received so far (across rebuilt connections)."""
+
+    video: SwitchableTrack
+    audio: SwitchableTrack
+    upstreams: list[MediaStreamTrack]
+    video_receivers: list[LatestFrameReceiver] = field(default_factory=list)
+    audio_receivers: list[AudioReceiver] = field(default_factory=list)
+    audio_sink: CountingAudioSink = field(default_factory=CountingAudioSink)
+
+    def on_remote_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            # Nothing paints here: every newest frame counts as shown, so "dropped"
+            # means drained behind a newer one, as it would in the window.
+            receiver = LatestFrameReceiver(track, on_frame=_shown)
+            self.video_receivers.append(receiver)
+        else:
+            receiver = AudioReceiver(track, self.audio_sink)
+            self.audio_receivers.append(receiver)
+        receiver.start()
+
+    async def close(self) -> None:
+        for receiver in [*self.video_receivers, *self.audio_receivers]:
+            await receiver.close()
+        for track in (self.video, self.audio, *self.upstreams):
+            track.stop()
+        self.audio_sink.close()
+
+
+def _shown(frame: object) -> None:
+    """A frame handed on: the headless mode has no screen to paint it on."""
+
+
+def _parse_resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--resolution {text!r} is not WxH (like 1280x720)") from None
+    if not (16 <= width <= 7680 and 16 <= height <= 4320) or width % 2 or height % 2:
+        raise ValueError(f"--resolution {text!r}: use even sizes from 16x16 to 7680x4320")
+    return width, height
+
+
+def _build_media(source: str, resolution: str, fps: float) -> _Media:
+    width, height = _parse_resolution(resolution)
+    if not 1 <= fps <= 120:
+        raise ValueError("--fps must be between 1 and 120")
+    kind, _, argument = source.partition(":")
+    upstreams: list[MediaStreamTrack]
+    if kind == "testpattern":
+        video_up: MediaStreamTrack | None = TestPatternTrack(width, height, fps)
+        audio_up: MediaStreamTrack | None = ToneTrack(440.0)
+    elif kind == "tone":
+        video_up, audio_up = None, ToneTrack(440.0)
+    elif kind == "file" and argument:
+        path = Path(argument).expanduser()
+        if not path.is_file():
+            raise ValueError(f"--source file:{argument}: no such file")
+        video_up = _optional_file_track(path, "video")
+        audio_up = _optional_file_track(path, "audio")
+        if video_up is None and audio_up is None:
+            raise ValueError(f"--source file:{argument}: no audio or video stream in it")
+    else:
+        raise ValueError(f"--source {source!r}: use testpattern, tone or file:PATH")
+    upstreams = [t for t in (video_up, audio_up) if t is not None]
+    # Switchable tracks: black or silence stand in for a missing kind, so a call
+    # always carries both, and mute or camera-off never renegotiates.
+    video = SwitchableTrack("video", video_up, off_size=(width, height))
+    audio = SwitchableTrack("audio", audio_up)
+    return _Media(video, audio, upstreams)
+
+
+def _optional_file_track(path: Path, kind: str) -> FileTrack | None:
+    try:
+        return FileTrack(path, kind, loop=True)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+
+
+@dataclass
+class _Timeline:
+    started: float = field(default_factory=time.monotonic)
+    connected: float | None = None
+    first_frame: float | None = None
+    states: list[str] = field(default_factory=list)
+    sas: str | None = None
+    last_stats: StatsSummary | None = None
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run one headless call from parsed arguments; returns the exit status."""
+    try:
+        media = _build_media(args.source, args.resolution, args.fps)
+        servers = parse_ice_servers(
+            args.ice_servers, username=args.turn_username, credential=args.turn_credential
+        )
+        ice = IceConfig(servers=servers, relay_only=args.relay_only)
+    except (ValueError, InvalidIceConfig) as exc:
+        print(f"desktop-call: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(media.close)
+        try:
+            room_url, link = await _resolve_room(args, stack)
+        except (InvalidCallTarget, OSError) as exc:
+            print(f"desktop-call: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if link:
+            print(f"Call link: {link}", flush=True)
+        options = CallOptions(room_url, args.name, args.token, ice=ice, video_codec=args.codec)
+        session = CallSession(options, video=media.video, audio=media.audio)
+        timeline = _Timeline()
+        session.subscribe(lambda event: _observe(event, media, timeline))
+        try:
+            await session.start()
+            status = await _run_call(session, args, timeline)
+        finally:
+            await session.hang_up()
+        report = _report(session, media, timeline, args)
+    _write_report(report, args.report)
+    if status != EXIT_OK:
+        return status
+    if not report["media_both_ways"]:
+        print("desktop-call: connected, but media did not flow both ways", file=sys.stderr)
+        return EXIT_NO_MEDIA
+    return EXIT_OK
+
+
+async def _resolve_room(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack
+) -> tuple[str, str | None]:
+    if args.create:
+        call_id = new_call_id()
+        if args.server:
+            server_url = parse_server_url(args.server)
+        else:  # host the room server ourselves, like the app's default
+            server = await stack.enter_async_context(
+                RoomServer(ServerConfig(host=args.host, port=args.port))
+            )
+            server_url = server.url
+        return f"{server_url}/rooms/{call_id}", make_call_link(server_url, call_id)
+    target = parse_call_target(args.join)
+    default = parse_server_url(args.server) if args.server else DEFAULT_SERVER
+    return target.room_url(default), None
+
+
+def _observe(event: SessionEvent, media: _Media, timeline: _Timeline) -> None:
+    now = time.monotonic()
+    if isinstance(event, StateChange):
+        timeline.states.append(str(event.new))
+        if event.new is CallState.CONNECTED and timeline.connected is None:
+            timeline.connected = now
+        print(f"state: {event.new}{f' ({event.reason})' if event.reason else ''}", flush=True)
+    elif isinstance(event, RemoteTrack):
+        media.on_remote_track(event.track)
+        if event.track.kind == "video":
+            _watch_first_frame(media.video_receivers[-1], timeline)
+    elif isinstance(event, StatsSummary):
+        timeline.last_stats = event
+
+
+def _watch_first_frame(receiver: LatestFrameReceiver, timeline: _Timeline) -> None:
+    async def wait() -> None:
+        with contextlib.suppress(Exception):
+            await receiver.wait_for(lambda: receiver.frames_received > 0)
+            if timeline.first_frame is None:
+                timeline.first_frame = time.monotonic()
+
+    task = asyncio.get_running_loop().create_task(wait())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def _run_call(session: CallSession, args: argparse.Namespace, timeline: _Timeline) -> int:
+    try:
+        async with asyncio.timeout(args.connect_timeout):
+            state = await session.wait_for(lambda s: s is CallState.CONNECTED)
+    except TimeoutError:
+        print(
+            f"desktop-call: the call did not connect within {args.connect_timeout:g} s "
+            f"(last state: {session.state})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if state is not CallState.CONNECTED:
+        print(f"desktop-call: the call {state}: {session.machine.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    stop = asyncio.Event()  # SIGINT/SIGTERM: hang up cleanly and still write the report
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    ended = asyncio.ensure_future(session.wait_for(lambda s: s.final))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({ended, stopped}, timeout=args.duration, return_when="FIRST_COMPLETED")
+    finally:
+        for waiter in (ended, stopped):
+            waiter.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+    if session.state is CallState.FAILED:
+        print(f"desktop-call: the call failed: {session.machine.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _report(
+    session: CallSession, media: _Media, timeline: _Timeline, args: argparse.Namespace
+) -> dict[str, Any]:
+    video = media.video_receivers
+    frames = sum(r.frames_received for r in video)
+    firsts = [r.first_frame_at for r in video if r.first_frame_at]
+    lasts = [r.last_frame_at for r in video if r.last_frame_at]
+    fps = (frames - 1) / (max(lasts) - min(firsts)) if frames > 1 and lasts and firsts else 0.0
+    latencies = sorted(x for r in video for x in r.latencies)
+    audio_frames = sum(r.frames_received for r in media.audio_receivers)
+    stats = timeline.last_stats or session.last_stats
+    connected = timeline.connected is not None
+    newest = next((r.latest for r in reversed(video) if r.latest is not None), None)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "connected": connected,
+        "media_both_ways": connected and frames > 0 and audio_frames > 0,
+        "time_to_connected_ms": _ms(timeline.connected, timeline.started),
+        "time_to_first_frame_ms": _ms(timeline.first_frame, timeline.started),
+        "video_frames_received": frames,
+        "video_frames_dropped": sum(r.frames_dropped for r in video),
+        "video_frames_missing": sum(r.frames_missing for r in video),
+        "video_fps": round(fps, 2),
+        "video_resolution": f"{newest.width}x{newest.height}" if newest is not None else None,
+        "audio_frames_received": audio_frames,
+        "audio_dominant_hz": media.audio_sink.dominant_frequency(),
+        "latency_ms": {
+            "p50": _percentile(latencies, 0.50),
+            "p95": _percentile(latencies, 0.95),
+            "p99": _percentile(latencies, 0.99),
+            "samples": len(latencies),
+        },
+        "sas": session.sas,
+        "codec": stats.video_codec if stats else None,
+        "audio_codec": stats.audio_codec if stats else None,
+        "candidate_type": stats.candidate_type if stats else None,
+        "rtt_ms": stats.rtt_ms if stats else None,
+        "states": timeline.states,
+        "final_state": str(session.state),
+        "peer_id": session.peer_id,
+        "name": args.name,
+        "source": args.source,
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "max_rss_kb": usage.ru_maxrss,
+        "pid": os.getpid(),
+        "errors": list(session.errors),
+    }
+
+
+def _ms(at: float | None, start: float) -> float | None:
+    return round((at - start) * 1000, 1) if at is not None else None
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
+    return round(ordered[index] * 1000, 2)
+
+
+def _write_report(report: dict[str, Any], destination: str | None) -> None:
+    text = json.dumps(report, indent=2)
+    if destination == "-":
+        print(text, flush=True)
+    elif destination:
+        path = Path(destination)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(path)
