@@ -451,6 +451,7 @@ class CallSession:
         await pc.setLocalDescription(answer)
         if self._links.get(peer_id) is not link:
             return
+        self._compute_sas(link)
         await self._send_description(peer_id, pc)
         if self.state is CallState.WAITING:
             self.machine.feed(CallInput.PEER_JOINED)
@@ -496,6 +497,7 @@ class CallSession:
                 return
             await link.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             link.remote_description_set = True
+            self._compute_sas(link)
             await self._add_pending_candidates(link)
 
     def _polite_towards(self, other: str) -> bool:
@@ -545,7 +547,6 @@ class CallSession:
         log.info("peer %s connection %d: %s", link.peer_id, link.generation, state)
         if state == "connected":
             link.connected_at = link.last_heard = time.monotonic()
-            self._compute_sas(link)
             self.machine.feed(CallInput.MEDIA_CONNECTED)
         elif state == "failed":
             self._media_broken(link, "the media path failed")
@@ -557,6 +558,11 @@ class CallSession:
             self._spawn(self._offer(link.peer_id), "rebuild")
 
     def _compute_sas(self, link: _Link) -> None:
+        """Both descriptions are known: the code can be shown while the path comes up.
+
+        It is computed before DTLS finishes on purpose: if someone rewrote a
+        fingerprint, DTLS refuses the path, and the two different codes say why.
+        """
         local, remote = link.pc.localDescription, link.pc.remoteDescription
         if local is None or remote is None:
             return

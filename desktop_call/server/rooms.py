@@ -164,7 +164,7 @@ class Registry:
         if msg.v not in self.config.versions:
             raise ProtocolError(
                 ErrorCode.VERSION,
-                f"protocol version {msg.v} is not spoken here (speaks "
+                f"protocol version {str(msg.v)[:20]} is not spoken here (speaks "
                 f"{', '.join(map(str, sorted(self.config.versions)))})",
             )
         if self.config.token is not None and not hmac.compare_digest(

@@ -206,7 +206,7 @@ def dumps(value: Any) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Join:
     name: str
-    v: int = PROTOCOL_VERSION
+    v: int | RawNumber = PROTOCOL_VERSION
     resume: str | None = None
     token: str | None = None
 
@@ -257,7 +257,7 @@ def _optional_str(msg: dict[str, Any], key: str) -> str | None:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return (isinstance(value, int) and not isinstance(value, bool)) or type(value) is RawNumber
 
 
 def decode_client(raw: bytes | str) -> ClientMessage:

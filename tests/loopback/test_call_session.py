@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from desktop_call.call.session import (
     SasReady,
     SessionEvent,
 )
+from desktop_call.call.signaling import SignalingClient, SignalReceived
 from desktop_call.call.state import CallState
 from desktop_call.server import RoomServer, ServerConfig
 
@@ -259,3 +261,41 @@ async def test_remote_tracks_end_when_the_call_ends(server):
         async with asyncio.timeout(5):
             while True:
                 await video.recv()
+
+
+class FingerprintRewritingClient(SignalingClient):
+    """A signaling path that swaps the DTLS fingerprint in every description it delivers."""
+
+    FAKE = ":".join(["5A"] * 32)
+
+    async def events(self):
+        async for event in super().events():
+            if isinstance(event, SignalReceived) and "description" in event.data:
+                description = dict(event.data["description"])
+                description["sdp"] = re.sub(
+                    r"a=fingerprint:sha-256 [0-9A-F:]+",
+                    f"a=fingerprint:sha-256 {self.FAKE}",
+                    description["sdp"],
+                )
+                event = SignalReceived(event.sender, {"description": description})
+            yield event
+
+
+async def test_a_rewritten_fingerprint_shows_different_codes_and_no_media(server):
+    a = make_session(server.url, "Ana")
+    b = CallSession(
+        CallOptions(f"{server.url}/rooms/{CALL}", "Bo", ice=NO_ICE),
+        video=VideoStreamTrack(),
+        audio=AudioStreamTrack(),
+        signaling_factory=FingerprintRewritingClient,
+    )
+    ra, rb = Recorder(a), Recorder(b)
+    async with a:
+        await reach(a, CallState.WAITING)
+        code_a = asyncio.ensure_future(ra.next(lambda e: isinstance(e, SasReady)))
+        code_b = asyncio.ensure_future(rb.next(lambda e: isinstance(e, SasReady)))
+        async with b:
+            assert (await code_a).code != (await code_b).code
+            # DTLS checks the certificate against the (rewritten) fingerprint: no path.
+            await reach(b, CallState.RECONNECTING, timeout=30)
+            assert a.state is not CallState.CONNECTED or b.state is not CallState.CONNECTED
