@@ -201,6 +201,11 @@ class CallSession:
         """The verification code of the newest connected path (kept after hang-up)."""
         return self._sas
 
+    def peer_name(self, peer_id: str) -> str:
+        """The display name a remote peer joined with ("" if unknown)."""
+        peer = self._signaling.peers.get(peer_id)
+        return peer.name if peer is not None else ""
+
     def peer_connection(self, peer_id: str | None = None) -> RTCPeerConnection | None:
         if peer_id is None:
             return next((link.pc for link in self._links.values()), None)
