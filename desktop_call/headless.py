@@ -12,16 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import resource
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiortc import MediaStreamTrack
 
@@ -37,6 +33,7 @@ from desktop_call.call.stats import StatsSummary
 from desktop_call.media.sinks import AudioReceiver, CountingAudioSink, LatestFrameReceiver
 from desktop_call.media.sources import FileTrack, TestPatternTrack, ToneTrack
 from desktop_call.media.switchable import SwitchableTrack
+from desktop_call.report import CallRecord, call_report, write_report
 from desktop_call.server import RoomServer, ServerConfig
 from desktop_call.signaling.ids import (
     DEFAULT_PORT,
@@ -180,16 +177,6 @@ def _optional_file_track(path: Path, kind: str) -> FileTrack | None:
         raise ValueError(f"cannot read {path}: {exc}") from None
 
 
-@dataclass
-class _Timeline:
-    started: float = field(default_factory=time.monotonic)
-    connected: float | None = None
-    first_frame: float | None = None
-    states: list[str] = field(default_factory=list)
-    sas: str | None = None
-    last_stats: StatsSummary | None = None
-
-
 async def run(args: argparse.Namespace) -> int:
     """Run one headless call from parsed arguments; returns the exit status."""
     try:
@@ -213,15 +200,23 @@ async def run(args: argparse.Namespace) -> int:
             print(f"Call link: {link}", flush=True)
         options = CallOptions(room_url, args.name, args.token, ice=ice, video_codec=args.codec)
         session = CallSession(options, video=media.video, audio=media.audio)
-        timeline = _Timeline()
+        timeline = CallRecord()
         session.subscribe(lambda event: _observe(event, media, timeline))
         try:
             await session.start()
             status = await _run_call(session, args, timeline)
         finally:
             await session.hang_up()
-        report = _report(session, media, timeline, args)
-    _write_report(report, args.report)
+        report = call_report(
+            session,
+            timeline,
+            media.video_receivers,
+            media.audio_receivers,
+            media.audio_sink,
+            name=args.name,
+            source=args.source,
+        )
+    write_report(report, args.report)
     if status != EXIT_OK:
         return status
     if not report["media_both_ways"]:
@@ -248,7 +243,7 @@ async def _resolve_room(
     return target.room_url(default), None
 
 
-def _observe(event: SessionEvent, media: _Media, timeline: _Timeline) -> None:
+def _observe(event: SessionEvent, media: _Media, timeline: CallRecord) -> None:
     now = time.monotonic()
     if isinstance(event, StateChange):
         timeline.states.append(str(event.new))
@@ -263,7 +258,7 @@ def _observe(event: SessionEvent, media: _Media, timeline: _Timeline) -> None:
         timeline.last_stats = event
 
 
-def _watch_first_frame(receiver: LatestFrameReceiver, timeline: _Timeline) -> None:
+def _watch_first_frame(receiver: LatestFrameReceiver, timeline: CallRecord) -> None:
     async def wait() -> None:
         with contextlib.suppress(Exception):
             await receiver.wait_for(lambda: receiver.frames_received > 0)
@@ -278,7 +273,7 @@ def _watch_first_frame(receiver: LatestFrameReceiver, timeline: _Timeline) -> No
 _background: set[asyncio.Task[None]] = set()
 
 
-async def _run_call(session: CallSession, args: argparse.Namespace, timeline: _Timeline) -> int:
+async def _run_call(session: CallSession, args: argparse.Namespace, timeline: CallRecord) -> int:
     try:
         async with asyncio.timeout(args.connect_timeout):
             state = await session.wait_for(lambda s: s is CallState.CONNECTED)
@@ -311,74 +306,3 @@ async def _run_call(session: CallSession, args: argparse.Namespace, timeline: _T
         print(f"desktop-call: the call failed: {session.machine.reason}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
-
-
-def _report(
-    session: CallSession, media: _Media, timeline: _Timeline, args: argparse.Namespace
-) -> dict[str, Any]:
-    video = media.video_receivers
-    frames = sum(r.frames_received for r in video)
-    firsts = [r.first_frame_at for r in video if r.first_frame_at]
-    lasts = [r.last_frame_at for r in video if r.last_frame_at]
-    fps = (frames - 1) / (max(lasts) - min(firsts)) if frames > 1 and lasts and firsts else 0.0
-    latencies = sorted(x for r in video for x in r.latencies)
-    audio_frames = sum(r.frames_received for r in media.audio_receivers)
-    stats = timeline.last_stats or session.last_stats
-    connected = timeline.connected is not None
-    newest = next((r.latest for r in reversed(video) if r.latest is not None), None)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "connected": connected,
-        "media_both_ways": connected and frames > 0 and audio_frames > 0,
-        "time_to_connected_ms": _ms(timeline.connected, timeline.started),
-        "time_to_first_frame_ms": _ms(timeline.first_frame, timeline.started),
-        "video_frames_received": frames,
-        "video_frames_dropped": sum(r.frames_dropped for r in video),
-        "video_frames_missing": sum(r.frames_missing for r in video),
-        "video_fps": round(fps, 2),
-        "video_resolution": f"{newest.width}x{newest.height}" if newest is not None else None,
-        "audio_frames_received": audio_frames,
-        "audio_dominant_hz": media.audio_sink.dominant_frequency(),
-        "latency_ms": {
-            "p50": _percentile(latencies, 0.50),
-            "p95": _percentile(latencies, 0.95),
-            "p99": _percentile(latencies, 0.99),
-            "samples": len(latencies),
-        },
-        "sas": session.sas,
-        "codec": stats.video_codec if stats else None,
-        "audio_codec": stats.audio_codec if stats else None,
-        "candidate_type": stats.candidate_type if stats else None,
-        "rtt_ms": stats.rtt_ms if stats else None,
-        "states": timeline.states,
-        "final_state": str(session.state),
-        "peer_id": session.peer_id,
-        "name": args.name,
-        "source": args.source,
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-        "max_rss_kb": usage.ru_maxrss,
-        "pid": os.getpid(),
-        "errors": list(session.errors),
-    }
-
-
-def _ms(at: float | None, start: float) -> float | None:
-    return round((at - start) * 1000, 1) if at is not None else None
-
-
-def _percentile(ordered: list[float], q: float) -> float | None:
-    if not ordered:
-        return None
-    index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
-    return round(ordered[index] * 1000, 2)
-
-
-def _write_report(report: dict[str, Any], destination: str | None) -> None:
-    text = json.dumps(report, indent=2)
-    if destination == "-":
-        print(text, flush=True)
-    elif destination:
-        path = Path(destination)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(path)
