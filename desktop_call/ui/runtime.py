@@ -83,15 +83,33 @@ def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, 
 
 
 def run_qt(app: QApplication, main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on a qasync loop that drives ``app``; returns its result."""
+    """Run ``main`` on a qasync loop that drives ``app``; returns its result.
+
+    Like ``asyncio.run``: tasks still pending when ``main`` returns are cancelled and
+    awaited, async generators and the default executor are shut down, and only then
+    is the loop closed, so no callback of this loop can fire once it is gone.
+    """
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(_loop_exception_handler)
     try:
-        with loop:
-            return loop.run_until_complete(main)
+        return loop.run_until_complete(main)
     finally:
-        asyncio.set_event_loop(None)
+        try:
+            _cancel_pending(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def lan_address() -> str:
