@@ -1,0 +1,268 @@
+"""Playback through QtMultimedia: remote audio to the chosen speaker.
+
+:class:`SpeakerSink` is an :class:`~.sinks.AudioSink` over a ``QAudioSink`` in push mode
+(we write to the ``QIODevice`` that ``start()`` returns). Frames are converted by
+:class:`PlaybackBuffer`, a pure object, into the device's format (48 kHz s16 stereo
+unless the device refuses it) and held in a bounded buffer: what does not fit in the
+device's own buffer waits there, and beyond ``max_buffered`` the oldest audio is dropped
+(counted), so the delay between the network and the ear never grows. A 10 ms Qt timer
+tops the device up between frames. :class:`SwitchableAudioSink` lets the speaker change
+during a call without touching the receivers that write to it.
+
+Like :mod:`.qt_capture`, this imports QtCore and QtMultimedia only, and everything runs
+on the Qt main thread (the qasync loop's thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import av
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtMultimedia import QAudio, QAudioDevice, QAudioSink
+
+from .qt_capture import PcmFormat, device_id_string, frame_to_pcm, negotiate_format
+from .sinks import AudioSink
+from .sources import AUDIO_SAMPLE_RATE
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PlaybackBuffer", "SpeakerSink", "SwitchableAudioSink"]
+
+SPEAKER_FORMAT = PcmFormat(AUDIO_SAMPLE_RATE, 2, "s16")
+
+
+class PlaybackBuffer:
+    """``av.AudioFrame`` in, device bytes out, never more than ``max_buffered`` seconds. Pure.
+
+    ``push(frame)`` converts the frame to ``output`` (no work when it already matches;
+    otherwise ``av.AudioResampler``, rebuilt if the incoming format changes) and appends
+    it; if more than ``max_buffered`` seconds are then waiting, the oldest go
+    (``samples_dropped``, ``drops``). ``take(n)`` hands out at most ``n`` bytes, whole
+    sample frames only.
+    """
+
+    def __init__(self, output: PcmFormat = SPEAKER_FORMAT, *, max_buffered: float = 0.12) -> None:
+        if max_buffered <= 0:
+            raise ValueError(f"max_buffered must be positive, not {max_buffered!r}")
+        self.output = output
+        self.max_buffered = max_buffered
+        self._max_bytes = max(output.bytes_per_frame, output.bytes_for(max_buffered))
+        self._buffer = bytearray()
+        self._resampler: av.AudioResampler | None = None
+        self._resampler_input: tuple[str, str, int] | None = None
+        self.frames_pushed = 0
+        self.samples_dropped = 0
+        self.drops = 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def buffered(self) -> float:
+        """Seconds of audio waiting."""
+        return len(self._buffer) / self.output.bytes_per_frame / self.output.rate
+
+    def push(self, frame: av.AudioFrame) -> None:
+        self.frames_pushed += 1
+        self._buffer += self._convert(frame)
+        excess = len(self._buffer) - self._max_bytes
+        if excess > 0:
+            excess += -excess % self.output.bytes_per_frame
+            del self._buffer[:excess]
+            self.samples_dropped += excess // self.output.bytes_per_frame
+            self.drops += 1
+
+    def take(self, max_bytes: int) -> bytes:
+        count = min(max_bytes, len(self._buffer))
+        count -= count % self.output.bytes_per_frame
+        if count <= 0:
+            return b""
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    def clear(self) -> None:
+        self._buffer.clear()
+
+    def _convert(self, frame: av.AudioFrame) -> bytes:
+        out = self.output
+        signature = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if signature == (out.sample_format, out.layout, out.rate):
+            return frame_to_pcm(frame)
+        if self._resampler is None or self._resampler_input != signature:
+            self._resampler = av.AudioResampler(
+                format=out.sample_format, layout=out.layout, rate=out.rate
+            )
+            self._resampler_input = signature
+        return b"".join(frame_to_pcm(f) for f in self._resampler.resample(frame))
+
+
+class SwitchableAudioSink:
+    """An :class:`~.sinks.AudioSink` that forwards to another one, replaceable at any time.
+
+    Give receivers this, and change the speaker with :meth:`set_sink` (say, after the
+    device manager's fallback): they never notice. ``close()`` closes the current sink.
+    """
+
+    def __init__(self, sink: AudioSink) -> None:
+        self._sink = sink
+        self.closed = False
+
+    @property
+    def sink(self) -> AudioSink:
+        return self._sink
+
+    def set_sink(self, sink: AudioSink) -> AudioSink:
+        """Forward to ``sink`` from now on; return the previous one (not closed)."""
+        previous, self._sink = self._sink, sink
+        return previous
+
+    def write(self, frame: av.AudioFrame) -> None:
+        if not self.closed:
+            self._sink.write(frame)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._sink.close()
+
+
+class SpeakerSink(QObject):
+    """Plays audio frames on a ``QAudioDevice`` (an :class:`~.sinks.AudioSink`).
+
+    The device opens on the first ``write()`` (or :meth:`open`). Playback starts once
+    ``prebuffer`` seconds are waiting, and again after each underrun, so a late packet
+    costs one short gap instead of a crackle per frame. The delay is bounded by the
+    device's buffer (``device_buffer``, a hint to Qt) plus ``max_buffered``.
+    ``failed(message)`` when the device cannot open or stops with an error; writes after
+    that are counted in ``frames_discarded`` and go nowhere.
+    """
+
+    failed = Signal(str)
+
+    device_kind = "speaker"
+
+    def __init__(
+        self,
+        device: QAudioDevice,
+        *,
+        max_buffered: float = 0.12,
+        device_buffer: float = 0.06,
+        prebuffer: float = 0.04,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.device = device
+        self.device_id = device_id_string(device.id())
+        self._description = device.description() or "Speaker"
+        self._qt_format, fmt = negotiate_format(device, SPEAKER_FORMAT)
+        self.buffer = PlaybackBuffer(fmt, max_buffered=max_buffered)
+        self.device_buffer = device_buffer
+        self.prebuffer = prebuffer
+        self._sink: QAudioSink | None = None
+        self._io = None
+        self._priming = True
+        self._timer = QTimer(self)
+        self._timer.setInterval(10)
+        self._timer.timeout.connect(self.flush)
+        self.failure: str | None = None
+        self.started = False
+        self.closed = False
+        self.frames_written = 0
+        self.frames_discarded = 0
+        self.underruns = 0
+        self.bytes_played = 0
+
+    def describe(self) -> str:
+        return f"Speaker “{self._description}”"
+
+    @property
+    def format(self) -> PcmFormat:
+        return self.buffer.output
+
+    def open(self) -> bool:
+        """Open the device now (else the first write does); False if it failed."""
+        if self._io is not None:
+            return True
+        if self.failure is not None or self.closed:
+            return False
+        sink = QAudioSink(self.device, self._qt_format, self)
+        sink.setBufferSize(self.format.bytes_for(self.device_buffer))
+        sink.stateChanged.connect(self._on_state)
+        self._sink = sink
+        io = sink.start()
+        if io is None or sink.error() != QAudio.Error.NoError:
+            self.fail(f"{self.describe()} cannot be opened ({sink.error().name})")
+            return False
+        self._io = io
+        self._priming = True
+        self.started = True
+        return True
+
+    def write(self, frame: av.AudioFrame) -> None:
+        if self.closed or self.failure is not None or not self.open():
+            self.frames_discarded += 1
+            return
+        self.frames_written += 1
+        self.buffer.push(frame)
+        self.flush()
+
+    def flush(self) -> None:
+        """Move what fits from the buffer into the device (the timer calls this too)."""
+        if self._io is None or self._sink is None:
+            self._timer.stop()
+            return
+        if self._priming:
+            if self.buffer.buffered < self.prebuffer:
+                return
+            self._priming = False
+        data = self.buffer.take(self._sink.bytesFree())
+        if data:
+            written = self._io.write(data)
+            self.bytes_played += max(0, written)
+        if self.buffer.buffered_bytes:
+            if not self._timer.isActive():
+                self._timer.start()
+        else:
+            self._timer.stop()
+
+    def _on_state(self, state: QAudio.State) -> None:
+        if self._sink is None or self.closed:
+            return
+        error = self._sink.error()
+        if state == QAudio.State.IdleState:
+            self.underruns += 1
+            self._priming = True
+        elif state == QAudio.State.StoppedState and error not in (
+            QAudio.Error.NoError,
+            QAudio.Error.UnderrunError,
+        ):
+            self.fail(f"{self.describe()} stopped working ({error.name})")
+
+    def fail(self, message: str) -> None:
+        if self.failure is not None or self.closed:
+            return
+        self.failure = message
+        logger.warning("%s", message)
+        self._release()
+        self.failed.emit(message)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._release()
+
+    def _release(self) -> None:
+        self._timer.stop()
+        self._io = None
+        self.buffer.clear()
+        if self._sink is not None:
+            with contextlib.suppress(RuntimeError):
+                self._sink.stop()
+
+    def __repr__(self) -> str:
+        state = "failed" if self.failure else "closed" if self.closed else "open"
+        return f"<SpeakerSink {self._description!r} {state}>"
