@@ -30,6 +30,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+try:  # the C version websockets uses itself; the pure one where it is not built
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
+
 from desktop_call import __version__
 from desktop_call.signaling.ids import is_valid_call_id
 from desktop_call.signaling.protocol import (
@@ -110,6 +115,7 @@ class _Connection(asyncio.Protocol):
         "_timer",
         "_tokens",
         "_tokens_at",
+        "_unparsed",
         "peer_ip",
         "room_id",
         "server",
@@ -127,6 +133,10 @@ class _Connection(asyncio.Protocol):
         self.peer_ip = ""
         self._joined = False
         self._released = False  # the registry has been told this connection is gone
+        # Bytes given to the protocol's parser that have not come out as frames: at 0 it
+        # holds no partial frame, so a whole frame may bypass it (see data_received).
+        # None before the handshake, or when unknown.
+        self._unparsed: int | None = None
         self._fragments: list[bytes] | None = None  # a fragmented message being received
         self._fragments_binary = False
         self._tokens = float(config.burst)
@@ -146,13 +156,26 @@ class _Connection(asyncio.Protocol):
         self._set_timer(self.server.config.handshake_timeout, self._abort)
 
     def data_received(self, data: bytes) -> None:
+        if self._unparsed == 0 and self._fragments is None and self.ws.state is State.OPEN:
+            payload = _single_text_frame(data)
+            if payload is not None:  # the common case, without the protocol's parser
+                if self._tokens_take_or_fail():
+                    self._message(payload, False)
+                return
         ws = self.ws
         ws.receive_data(data)
+        unparsed = None if self._unparsed is None else self._unparsed + len(data)
         for event in ws.events_received():
             if isinstance(event, Frame):
+                if unparsed is not None:
+                    unparsed -= _client_frame_size(event)
                 self._frame(event)
             else:
                 self._handshake(event)
+                # A client sends nothing before our answer; one that does never gets
+                # the fast path (what the parser already holds is then unknown).
+                unparsed = None if ws.reader.buffer else 0
+        self._unparsed = unparsed if unparsed is None or unparsed >= 0 else None
         self._flush()
         self._after_close_check()
 
@@ -384,9 +407,13 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------- writing
 
     def send(self, message: ServerMessage) -> None:
-        if self.ws.state is State.OPEN:
-            self.ws.send_text(encode(message))
+        """Write one text message. Server frames are unmasked and unfragmented, so the
+        frame is built here rather than through the protocol object: this is the relay's
+        hot path. What the protocol queued (a handshake answer, a pong) goes first."""
+        if self.ws.state is State.OPEN and self.transport is not None:
+            payload = encode(message)
             self._flush()
+            self.transport.write(_text_frame_header(len(payload)) + payload)
 
     def _flush(self) -> None:
         transport = self.transport
@@ -407,6 +434,39 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _text_frame_header(length: int) -> bytes:
+    """RFC 6455 header of an unmasked, final text frame of ``length`` bytes."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 1 << 16:
+        return b"\x81\x7e" + length.to_bytes(2, "big")
+    return b"\x81\x7f" + length.to_bytes(8, "big")
+
+
+def _single_text_frame(data: bytes) -> bytes | None:
+    """The unmasked payload if ``data`` is exactly one whole, final, masked text frame
+    under 64 KiB with no reserved bits; anything else is the protocol parser's job."""
+    if len(data) < 6 or data[0] != 0x81:  # FIN + text, no RSV bits
+        return None
+    length = data[1] ^ 0x80  # the mask bit must be set
+    if length < 126:
+        offset = 2
+    elif length == 126 and len(data) >= 8:
+        length = int.from_bytes(data[2:4], "big")
+        offset = 4
+    else:
+        return None  # unmasked (length >= 128 after the xor) or a 64-bit length
+    if len(data) != offset + 4 + length:
+        return None
+    return apply_mask(data[offset + 4 :], data[offset : offset + 4])
+
+
+def _client_frame_size(frame: Frame) -> int:
+    """Bytes a masked client frame took on the wire (no extensions are negotiated)."""
+    length = len(frame.data)
+    return 6 + length + (0 if length < 126 else 2 if length < 1 << 16 else 8)
 
 
 def _line(event: str, **fields: Any) -> str:
