@@ -1,24 +1,22 @@
 """``desktop-call``: the application's entry point.
 
+- ``desktop-call``: the home window (New call, Join, settings), hosting the room
+  server on this computer by default.
+- ``desktop-call --join ID_OR_LINK``: straight into the call window (for links and
+  tests); ``--duration`` hangs up after that many seconds, ``--report`` writes JSON.
 - ``desktop-call --headless --join ID_OR_LINK`` / ``--create``: a call with no
   window (:mod:`desktop_call.headless`).
-- ``desktop-call``: the embedded default. Until the windows exist, it hosts the
-  room server on this computer and prints a fresh call link that a second
-  instance (``--headless --join LINK``) or any v1 client can join.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
 from desktop_call import APP_NAME, __version__
-from desktop_call.signaling.ids import DEFAULT_PORT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,14 +25,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=APP_NAME, description="Peer-to-peer video calls.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--headless", action="store_true", help="run a call with no window")
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address the embedded room server listens on (0.0.0.0 for the LAN)",
+    call = parser.add_argument_group("calls")
+    target = call.add_mutually_exclusive_group()
+    target.add_argument("--join", metavar="ID_OR_LINK", help="call ID or dcall:// link to join")
+    target.add_argument(
+        "--create",
+        action="store_true",
+        help="(--headless) make a new call, print its link and wait in it",
     )
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="embedded room server port (default 8787)"
+    call.add_argument("--server", metavar="URL", help="room server for a bare call ID")
+    call.add_argument("--token", help="room server token, if it requires one")
+    call.add_argument("--name", help="display name")
+    call.add_argument(
+        "--source",
+        metavar="testpattern|tone|file:PATH",
+        help="what to send instead of the camera and microphone",
     )
+    call.add_argument("--duration", type=float, help="seconds to stay once connected")
+    call.add_argument("--report", metavar="FILE", help="write a JSON report here ('-': stdout)")
+    hosting = parser.add_argument_group("hosting (this computer)")
+    hosting.add_argument("--host", help="address the embedded room server listens on")
+    hosting.add_argument("--port", type=int, help="port of the embedded room server")
+    parser.add_argument("--settings-file", help="read and write settings in this INI file")
     parser.add_argument(
         "--log-level", default="warning", choices=("debug", "info", "warning", "error")
     )
@@ -42,46 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def host_embedded(host: str, port: int) -> None:
-    from desktop_call.server import RoomServer, ServerConfig
-    from desktop_call.signaling.ids import make_call_link, new_call_id
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
-    async with RoomServer(ServerConfig(host=host, port=port)) as server:
-        link = make_call_link(server.url, new_call_id())
-        print(f"{APP_NAME} {__version__}: hosting calls on {server.url}", flush=True)
-        print(f"New call: {link}", flush=True)
-        print(f"Join it from another terminal: {APP_NAME} --headless --join {link}", flush=True)
-        print("Press Ctrl+C to stop.", flush=True)
-        await stop.wait()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not 0 <= args.port <= 65535:
+    if args.port is not None and not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a port")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    if (args.join or args.create) and not args.headless:
-        parser.error("--join and --create need --headless until the call window exists")
-    try:
-        if args.headless:
-            if not (args.join or args.create):
-                parser.error("--headless needs --join ID_OR_LINK or --create")
-            from desktop_call import headless
+    if args.headless:
+        if not (args.join or args.create):
+            parser.error("--headless needs --join ID_OR_LINK or --create")
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+        from desktop_call import headless
 
+        try:
             return asyncio.run(headless.run(args))
-        asyncio.run(host_embedded(args.host, args.port))
-    except OSError as exc:
-        print(f"{APP_NAME}: cannot host calls on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        except KeyboardInterrupt:
+            return 130
+    if args.create:
+        parser.error("--create is for --headless; in the window, press New call")
+    if args.source not in (None, "testpattern"):
+        parser.error("the window sends the camera, or --source testpattern")
+    from desktop_call.ui.app import main as gui_main
+
+    return gui_main(args)
 
 
 if __name__ == "__main__":

@@ -53,24 +53,8 @@ EXIT_OK, EXIT_NO_MEDIA, EXIT_FAILED, EXIT_USAGE = 0, 1, 2, 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the headless mode only (the call options are the app's: see __main__)."""
     group = parser.add_argument_group("headless calls (--headless)")
-    target = group.add_mutually_exclusive_group()
-    target.add_argument("--join", metavar="ID_OR_LINK", help="call ID or dcall:// link to join")
-    target.add_argument(
-        "--create",
-        action="store_true",
-        help="make a new call, print its link, and wait in it (hosts the room server "
-        "itself unless --server is given)",
-    )
-    group.add_argument("--server", metavar="URL", help=f"room server (default {DEFAULT_SERVER})")
-    group.add_argument("--token", help="room server token, if it requires one")
-    group.add_argument("--name", default="headless", help="display name (default: headless)")
-    group.add_argument(
-        "--source",
-        default="testpattern",
-        metavar="testpattern|tone|file:PATH",
-        help="what to send (default: testpattern, with a 440 Hz tone)",
-    )
     group.add_argument("--resolution", default="640x480", metavar="WxH", help="default 640x480")
     group.add_argument("--fps", type=float, default=30.0, help="test pattern frame rate")
     group.add_argument("--codec", choices=("VP8", "H264"), type=str.upper, help="video codec")
@@ -84,15 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--turn-credential", help="credential for turn:/turns: servers")
     group.add_argument("--relay-only", action="store_true", help="only relay (TURN) candidates")
     group.add_argument(
-        "--duration", type=float, help="seconds to stay once connected (default: until the end)"
-    )
-    group.add_argument(
         "--connect-timeout",
         type=float,
         default=60.0,
         help="seconds to wait for the call to connect (default 60)",
     )
-    group.add_argument("--report", metavar="FILE", help="write the JSON report here ('-': stdout)")
 
 
 @dataclass
@@ -179,6 +159,10 @@ def _optional_file_track(path: Path, kind: str) -> FileTrack | None:
 
 async def run(args: argparse.Namespace) -> int:
     """Run one headless call from parsed arguments; returns the exit status."""
+    args.name = args.name if args.name is not None else "headless"
+    args.source = args.source or "testpattern"
+    args.host = args.host or "127.0.0.1"
+    args.port = DEFAULT_PORT if args.port is None else args.port
     try:
         media = _build_media(args.source, args.resolution, args.fps)
         servers = parse_ice_servers(

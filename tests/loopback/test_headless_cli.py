@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -15,13 +17,25 @@ from desktop_call.server import RoomServer, ServerConfig
 APP = [sys.executable, "-m", "desktop_call", "--headless", "--ice-servers", "none"]
 
 
-async def run_app(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+async def run_app(*args: str, timeout: float = 90) -> tuple[int, str, str]:
+    """Run the app; on a timeout, its Python stacks (faulthandler) go into the failure."""
     proc = await asyncio.create_subprocess_exec(
-        *APP, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *APP,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
+    communicating = asyncio.ensure_future(proc.communicate())
     try:
         async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
+            out, err = await asyncio.shield(communicating)
+    except TimeoutError:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        out, err = await communicating
+        raise AssertionError(
+            f"the app did not finish within {timeout} s:\n{out.decode()}\n{err.decode()}"
+        ) from None
     finally:
         if proc.returncode is None:
             proc.kill()
