@@ -93,6 +93,9 @@ class DesktopCallApp(QObject):
     def __init__(self, qapp: QApplication, store: QSettings, args: argparse.Namespace) -> None:
         super().__init__()
         self.qapp = qapp
+        # The app decides when to quit: hiding the home window for a call, or a call
+        # window closing, must not end the loop (Qt quits on the last window by default).
+        qapp.setQuitOnLastWindowClosed(False)
         self.store = store
         self.args = args
         self.settings: Settings = load_settings(store)
@@ -427,8 +430,6 @@ def main(args: argparse.Namespace) -> int:
     qapp.setOrganizationName(APP_NAME)
     qapp.setApplicationVersion(__version__)
     qapp.setWindowIcon(app_icon())
-    # The app decides when to quit (a call window closing must not end the loop).
-    qapp.setQuitOnLastWindowClosed(False)
     log_path = setup_logging(args.log_level)
     install_excepthook()
     log.info("%s %s starting; log file %s", APP_NAME, __version__, log_path)

@@ -1,0 +1,115 @@
+"""The whole windowed app in-process: New call, Enter call, someone joins, hang up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QGuiApplication
+
+from desktop_call.call.ice import IceConfig
+from desktop_call.call.session import CallOptions, CallSession
+from desktop_call.call.state import CallState
+from desktop_call.media.sources import TestPatternTrack, ToneTrack
+from desktop_call.signaling.ids import parse_call_target
+from desktop_call.ui.app import DesktopCallApp
+from desktop_call.ui.runtime import run_qt
+from desktop_call.ui.settings import Settings, save_settings
+
+
+def app_args(**overrides) -> argparse.Namespace:
+    values = dict(
+        join=None,
+        server=None,
+        token=None,
+        name=None,
+        source="testpattern",
+        duration=None,
+        report=None,
+        host="127.0.0.1",
+        port=0,
+        settings_file=None,
+        log_level="warning",
+    )
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+async def until(condition, timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - Qt widgets expose no awaitable state
+            await asyncio.sleep(0.02)
+
+
+def test_new_call_enter_someone_joins_hang_up_and_home_returns(qapp, tmp_path):
+    store = QSettings(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+    save_settings(store, Settings(display_name="Ana", ice_servers="none"))
+
+    async def scenario() -> dict:
+        app = DesktopCallApp(qapp, store, app_args())
+        running = asyncio.ensure_future(app.run())
+        await until(lambda: app.home is not None and app.home.isVisible())
+        home = app.home
+
+        home.new_call_button.click()
+        link = home.new_call_link
+        assert link and link.startswith("dcall://127.0.0.1:")
+        assert QGuiApplication.clipboard().text() == link
+        home.enter_call_button.click()
+        await until(lambda: app.window is not None and app.window.isVisible())
+        window, controller = app.window, app.controller
+        assert not home.isVisible()
+        await controller.session.wait_for(lambda s: s is CallState.WAITING)
+
+        # Someone joins with the link, through the app's own room server.
+        target = parse_call_target(link)
+        guest = CallSession(
+            CallOptions(target.room_url("ws://unused:1"), "Bo", ice=IceConfig(servers=())),
+            video=TestPatternTrack(320, 240, 15),
+            audio=ToneTrack(),
+        )
+        async with guest:
+            async with asyncio.timeout(15):
+                await controller.session.wait_for(lambda s: s is CallState.CONNECTED)
+            await until(lambda: window.remote_view.frames_painted > 3)
+            status = window.status.text() if hasattr(window, "status") else ""
+            window.close()  # the window's close button: hang up, then close
+            await until(lambda: app.window is None)
+            seen = {
+                "status": status,
+                "painted": window.remote_view.frames_painted,
+                "home_back": home.isVisible(),
+                "recent": [r.link for r in app.settings.recent_calls],
+                "guest_state": guest.state,
+            }
+        home.close()
+        assert await asyncio.wait_for(running, 10) == 0
+        return seen
+
+    seen = run_qt(qapp, scenario())
+    assert seen["painted"] > 3
+    assert seen["home_back"]
+    assert seen["recent"] and seen["recent"][0].startswith("dcall://127.0.0.1:")
+    assert seen["guest_state"] is CallState.WAITING  # the guest saw Ana leave
+
+
+def test_joining_with_a_link_to_nowhere_fails_with_a_reason(qapp, tmp_path):
+    store = QSettings(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+    save_settings(store, Settings(display_name="Ana", ice_servers="none"))
+
+    async def scenario() -> str:
+        app = DesktopCallApp(qapp, store, app_args())
+        running = asyncio.ensure_future(app.run())
+        await until(lambda: app.home is not None and app.home.isVisible())
+        app.home.join_edit.setText("  NOT a call id!! ")
+        app.home.join_edit.returnPressed.emit()
+        await asyncio.sleep(0)
+        message = app.home.error_label.text() if app.window is None else "a window opened"
+        joined = app.window is not None
+        app.home.close()
+        await asyncio.wait_for(running, 10)
+        return message if not joined else "a call window opened for a bad ID"
+
+    message = run_qt(qapp, scenario())
+    assert "a call window opened" not in message
