@@ -108,6 +108,7 @@ class DesktopCallApp(QObject):
         self.record: CallRecord | None = None
         self.lag = LagMonitor()
         self._sources: list[Any] = []  # device sources of the call in progress
+        self._live: dict[str, Any] = {}  # the call's switchable tracks and speaker
         self._done = asyncio.Event()
         self._call_closed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -262,6 +263,7 @@ class DesktopCallApp(QObject):
         window = self.window = CallWindow(controller)
         window.setWindowIcon(app_icon())
         window.closed.connect(self._on_call_window_closed)
+        window.devices_requested.connect(self._choose_devices)
         if self.home is not None:
             self.home.hide()
         window.show()
@@ -303,6 +305,10 @@ class DesktopCallApp(QObject):
         on_notice = self._notify_call
         devices.keep_fed(video, camera, on_notice)
         devices.keep_fed(audio, microphone, on_notice)
+        from desktop_call.media.qt_playback import SwitchableAudioSink
+
+        speaker = SwitchableAudioSink(speaker)  # the speaker can change mid-call
+        self._live = {"video": video, "audio": audio, "speaker": speaker, "size": (width, height)}
         return replace(
             setup,
             video=video,
@@ -312,6 +318,59 @@ class DesktopCallApp(QObject):
             screen_share=lambda on: self._screen_share(video, camera, on),
             on_closed=self._release_sources,
         )
+
+    def _choose_devices(self) -> None:
+        """The Devices button: pick camera, microphone and speaker; switch without
+        renegotiating (the call's tracks stay, their sources change)."""
+        if self.devices is None or self.window is None:
+            self._notify_call(self.devices_problem or "No devices to choose from here.")
+            return
+        devices = self.devices
+        dialog = SettingsDialog(
+            self.settings,
+            cameras=[(d.id, d.description) for d in devices.cameras()],
+            microphones=[(d.id, d.description) for d in devices.microphones()],
+            speakers=[(d.id, d.description) for d in devices.speakers()],
+            parent=self.window,
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(result: int) -> None:
+            if result != SettingsDialog.DialogCode.Accepted:
+                return
+            old, new = self.settings, dialog.result_settings()
+            self._update_settings(new)
+            self._spawn(self._switch_devices(old, new))
+
+        dialog.finished.connect(finished)
+        dialog.open()
+
+    async def _switch_devices(self, old: Settings, new: Settings) -> None:
+        live = self._live
+        if not live or self.devices is None:
+            return
+        devices = self.devices
+        if new.camera_id != old.camera_id:
+            camera, notice = await devices.start_video(new.camera_id, live["size"])
+            live["video"].set_source(camera.track)
+            devices.keep_fed(live["video"], camera, self._notify_call)
+            self._replace_source(0, camera)
+            self._notify_call(notice or f"Camera: {camera.describe()}")
+        if new.microphone_id != old.microphone_id:
+            microphone, notice = await devices.start_audio_input(new.microphone_id)
+            live["audio"].set_source(microphone.track)
+            devices.keep_fed(live["audio"], microphone, self._notify_call)
+            self._replace_source(1, microphone)
+            self._notify_call(notice or f"Microphone: {microphone.describe()}")
+        if new.speaker_id != old.speaker_id:
+            speaker, notice = devices.open_audio_output(new.speaker_id)
+            previous = live["speaker"].set_sink(speaker)
+            previous.close()
+            self._notify_call(notice or "Speaker changed.")
+
+    def _replace_source(self, index: int, source: Any) -> None:
+        previous, self._sources[index] = self._sources[index], source
+        self._spawn(previous.stop())
 
     def _notify_call(self, text: str) -> None:
         if self.controller is not None:
@@ -335,6 +394,7 @@ class DesktopCallApp(QObject):
         return notice
 
     def _release_sources(self) -> None:
+        self._live = {}
         sources, self._sources = self._sources, []
         for source in sources:
             self._spawn(source.stop())

@@ -113,3 +113,41 @@ def test_joining_with_a_link_to_nowhere_fails_with_a_reason(qapp, tmp_path):
 
     message = run_qt(qapp, scenario())
     assert "a call window opened" not in message
+
+
+def test_a_call_without_devices_falls_back_and_devices_can_change_mid_call(qapp, tmp_path):
+    """No camera, microphone or speaker here: the call still starts (test pattern,
+    silence) with notices, and choosing other devices mid-call swaps the sources under
+    the same tracks."""
+    from dataclasses import replace
+
+    store = QSettings(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+    save_settings(store, Settings(display_name="Ana", ice_servers="none"))
+
+    async def scenario() -> dict:
+        app = DesktopCallApp(qapp, store, app_args(source=None))
+        notices: list[str] = []
+        running = asyncio.ensure_future(app.run())
+        await until(lambda: app.home is not None and app.home.isVisible())
+        app.home.new_call_button.click()
+        app.home.enter_call_button.click()
+        await until(lambda: app.controller is not None)
+        controller = app.controller
+        controller.notice.connect(notices.append)
+        await until(lambda: app.window is not None and app.window.isVisible())
+        video = app._live["video"]
+        first_source = video.source
+        old = app.settings
+        await app._switch_devices(old, replace(old, camera_id="camera-that-is-not-here"))
+        swapped = video.source is not first_source and controller.video is video
+        app.window.close()
+        await until(lambda: app.window is None)
+        app.home.close()
+        await asyncio.wait_for(running, 10)
+        return {"setup_notices": controller.setup.notices, "swapped": swapped, "notices": notices}
+
+    seen = run_qt(qapp, scenario())
+    assert any("camera" in n.lower() for n in seen["setup_notices"])
+    assert any("microphone" in n.lower() for n in seen["setup_notices"])
+    assert seen["swapped"]
+    assert any("not here" in n or "test pattern" in n for n in seen["notices"])
