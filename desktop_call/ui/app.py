@@ -264,6 +264,7 @@ class DesktopCallApp(QObject):
         window.setWindowIcon(app_icon())
         window.closed.connect(self._on_call_window_closed)
         window.devices_requested.connect(self._choose_devices)
+        controller.retry_requested.connect(lambda: self._retry(target))
         if self.home is not None:
             self.home.hide()
         window.show()
@@ -318,6 +319,19 @@ class DesktopCallApp(QObject):
             screen_share=lambda on: self._screen_share(video, camera, on),
             on_closed=self._release_sources,
         )
+
+    def _retry(self, target: CallTarget) -> None:
+        """The failed call's Retry: close it, then start the same call afresh."""
+
+        async def again() -> None:
+            window = self.window
+            if window is not None:
+                self._call_closed.clear()
+                window.close()
+                await self._call_closed.wait()
+            await self._start_call(target)
+
+        self._spawn(again())
 
     def _choose_devices(self) -> None:
         """The Devices button: pick camera, microphone and speaker; switch without

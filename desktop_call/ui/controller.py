@@ -89,6 +89,7 @@ class CallController(QObject):
     peer_name_changed = Signal(str)
     notice = Signal(str)
     ended = Signal()
+    retry_requested = Signal()
 
     def __init__(self, setup: CallSetup, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -199,8 +200,9 @@ class CallController(QObject):
             self.setup.on_closed()
 
     def retry(self) -> None:
-        """After a failure: the window asks the app to start the same call again."""
+        """After a failure: ask the app to start the same call again (``retry_requested``)."""
         self.notice.emit("Starting the call again…")
+        self.retry_requested.emit()
 
     # ---------------------------------------------------------------- user intents
 

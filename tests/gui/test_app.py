@@ -151,3 +151,47 @@ def test_a_call_without_devices_falls_back_and_devices_can_change_mid_call(qapp,
     assert any("microphone" in n.lower() for n in seen["setup_notices"])
     assert seen["swapped"]
     assert any("not here" in n or "test pattern" in n for n in seen["notices"])
+
+
+def test_retry_after_a_refusal_starts_the_same_call_again(qapp, tmp_path):
+    store = QSettings(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+    save_settings(store, Settings(display_name="Ana", ice_servers="none"))
+
+    async def scenario() -> list[str]:
+        app = DesktopCallApp(qapp, store, app_args())
+        running = asyncio.ensure_future(app.run())
+        await until(lambda: app.home is not None and app.home.isVisible())
+        link_server = app.embedded.url
+        # Two people already fill the call: ours is refused (room-full), then one leaves.
+        occupants = [
+            CallSession(
+                CallOptions(f"{link_server}/rooms/full-call", name, ice=IceConfig(servers=())),
+                video=TestPatternTrack(160, 120, 5),
+                audio=ToneTrack(),
+            )
+            for name in ("Bo", "Cy")
+        ]
+        for occupant in occupants:
+            await occupant.start()
+        await occupants[1].wait_for(lambda s: s is CallState.CONNECTED)
+        app.home.join_edit.setText("full-call")
+        app.home.join_edit.returnPressed.emit()
+        await until(lambda: app.controller is not None)
+        first = app.controller
+        async with asyncio.timeout(10):
+            await first.session.wait_for(lambda s: s.final)
+        states = [str(first.state)]
+        await occupants[1].hang_up()
+        first.retry()  # what the status indicator's Retry button calls
+        await until(lambda: app.controller is not None and app.controller is not first)
+        async with asyncio.timeout(15):
+            await app.controller.session.wait_for(lambda s: s is CallState.CONNECTED)
+        states.append(str(app.controller.state))
+        app.window.close()
+        await until(lambda: app.window is None)
+        await occupants[0].hang_up()
+        app.home.close()
+        await asyncio.wait_for(running, 10)
+        return states
+
+    assert run_qt(qapp, scenario()) == ["failed", "connected"]
