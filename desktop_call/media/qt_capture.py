@@ -49,7 +49,6 @@ from av.video.reformatter import VideoReformatter
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QScreen
 from PySide6.QtMultimedia import (
-    QAudio,
     QAudioDevice,
     QAudioFormat,
     QAudioSource,
@@ -58,6 +57,7 @@ from PySide6.QtMultimedia import (
     QCapturableWindow,
     QMediaCaptureSession,
     QScreenCapture,
+    QtAudio,
     QVideoFrame,
     QVideoFrameFormat,
     QVideoSink,
@@ -989,7 +989,7 @@ class MicrophoneSource(QObject):
         audio.stateChanged.connect(self._on_state)
         self._audio = audio
         io = audio.start()
-        if io is None or audio.error() != QAudio.Error.NoError:
+        if io is None or audio.error() != QtAudio.Error.NoError:
             self.fail(f"{self.describe()} cannot be opened ({audio.error().name})")
             raise DeviceError(self.failure)
         self._io = io
@@ -1003,13 +1003,13 @@ class MicrophoneSource(QObject):
         if data.size():
             self._track.push(data.data())
 
-    def _on_state(self, state: QAudio.State) -> None:
+    def _on_state(self, state: QtAudio.State) -> None:
         if self._audio is None or self.stopped:
             return
         error = self._audio.error()
-        if state == QAudio.State.StoppedState and error not in (
-            QAudio.Error.NoError,
-            QAudio.Error.UnderrunError,
+        if state == QtAudio.State.StoppedState and error not in (
+            QtAudio.Error.NoError,
+            QtAudio.Error.UnderrunError,
         ):
             self.fail(f"{self.describe()} stopped working ({error.name})")
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 
 import av
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtMultimedia import QAudio, QAudioDevice, QAudioSink
+from PySide6.QtMultimedia import QAudioDevice, QAudioSink, QtAudio
 
 from .qt_capture import PcmFormat, device_id_string, frame_to_pcm, negotiate_format
 from .sinks import AudioSink
@@ -175,6 +176,9 @@ class SpeakerSink(QObject):
         self.frames_discarded = 0
         self.underruns = 0
         self.bytes_played = 0
+        #: Called with the bytes actually handed to the device (the echo canceller's
+        #: far-end reference), after the playback buffer's own drops.
+        self.on_played: Callable[[bytes, PcmFormat], None] | None = None
 
     def describe(self) -> str:
         return f"Speaker “{self._description}”"
@@ -182,6 +186,14 @@ class SpeakerSink(QObject):
     @property
     def format(self) -> PcmFormat:
         return self.buffer.output
+
+    @property
+    def device_delay(self) -> float:
+        """Seconds of audio the device holds and has not played yet."""
+        if self._sink is None:
+            return 0.0
+        queued = self._sink.bufferSize() - self._sink.bytesFree()
+        return max(0, queued) / self.format.bytes_per_frame / self.format.rate
 
     def open(self) -> bool:
         """Open the device now (else the first write does); False if it failed."""
@@ -194,7 +206,7 @@ class SpeakerSink(QObject):
         sink.stateChanged.connect(self._on_state)
         self._sink = sink
         io = sink.start()
-        if io is None or sink.error() != QAudio.Error.NoError:
+        if io is None or sink.error() != QtAudio.Error.NoError:
             self.fail(f"{self.describe()} cannot be opened ({sink.error().name})")
             return False
         self._io = io
@@ -223,22 +235,24 @@ class SpeakerSink(QObject):
         if data:
             written = self._io.write(data)
             self.bytes_played += max(0, written)
+            if self.on_played is not None and written > 0:
+                self.on_played(data[:written], self.format)
         if self.buffer.buffered_bytes:
             if not self._timer.isActive():
                 self._timer.start()
         else:
             self._timer.stop()
 
-    def _on_state(self, state: QAudio.State) -> None:
+    def _on_state(self, state: QtAudio.State) -> None:
         if self._sink is None or self.closed:
             return
         error = self._sink.error()
-        if state == QAudio.State.IdleState:
+        if state == QtAudio.State.IdleState:
             self.underruns += 1
             self._priming = True
-        elif state == QAudio.State.StoppedState and error not in (
-            QAudio.Error.NoError,
-            QAudio.Error.UnderrunError,
+        elif state == QtAudio.State.StoppedState and error not in (
+            QtAudio.Error.NoError,
+            QtAudio.Error.UnderrunError,
         ):
             self.fail(f"{self.describe()} stopped working ({error.name})")
 

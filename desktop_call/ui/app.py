@@ -143,6 +143,13 @@ class DesktopCallApp(QObject):
             log.warning("%s", self.devices_problem)
             return
         self.devices = DeviceManager(self)
+        self.devices.device_lost.connect(self._on_device_lost)
+
+    def _on_device_lost(self, kind: str, _description: str) -> None:
+        """Cameras and microphones are re-fed by keep_fed; the speaker is switched here."""
+        if kind == "speaker" and "speaker" in self._live:
+            _, notice = self.devices.switch_output_to_fallback(self._live["speaker"])
+            self._notify_call(notice)
 
     async def _host_if_embedded(self) -> None:
         if self.settings.server_mode != "embedded":
@@ -306,15 +313,31 @@ class DesktopCallApp(QObject):
         on_notice = self._notify_call
         devices.keep_fed(video, camera, on_notice)
         devices.keep_fed(audio, microphone, on_notice)
+        from desktop_call.media.audio_processing import (
+            AudioProcessor,
+            EchoReferenceSink,
+            ProcessedAudioTrack,
+        )
         from desktop_call.media.qt_playback import SwitchableAudioSink
 
         speaker = SwitchableAudioSink(speaker)  # the speaker can change mid-call
-        self._live = {"video": video, "audio": audio, "speaker": speaker, "size": (width, height)}
+        # Echo cancellation, noise suppression, high-pass and gain between the devices
+        # and the call: the speaker side feeds the canceller what it plays.
+        processor = AudioProcessor(enabled=self.settings.echo_cancellation)
+        if processor.problem:
+            notices.append("Echo cancellation is unavailable: use headphones.")
+        self._live = {
+            "video": video,
+            "audio": audio,
+            "speaker": speaker,
+            "processor": processor,
+            "size": (width, height),
+        }
         return replace(
             setup,
             video=video,
-            audio=audio,
-            speaker=speaker,
+            audio=ProcessedAudioTrack(audio, processor),  # keep_fed still feeds `audio`
+            speaker=EchoReferenceSink(speaker, processor),
             notices=tuple(notices),
             screen_share=lambda on: self._screen_share(video, camera, on),
             on_closed=self._release_sources,
@@ -381,6 +404,8 @@ class DesktopCallApp(QObject):
             previous = live["speaker"].set_sink(speaker)
             previous.close()
             self._notify_call(notice or "Speaker changed.")
+        if new.echo_cancellation != old.echo_cancellation and "processor" in live:
+            live["processor"].enabled = new.echo_cancellation
 
     def _replace_source(self, index: int, source: Any) -> None:
         previous, self._sources[index] = self._sources[index], source
@@ -408,6 +433,9 @@ class DesktopCallApp(QObject):
         return notice
 
     def _release_sources(self) -> None:
+        processor = self._live.get("processor")
+        if processor is not None:
+            processor.close()
         self._live = {}
         sources, self._sources = self._sources, []
         for source in sources:

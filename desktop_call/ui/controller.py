@@ -68,7 +68,7 @@ class CallSetup:
     video_codec: str | None = None
     #: Local media: the engine sends these; sources behind them can change mid-call.
     video: SwitchableTrack | None = None
-    audio: SwitchableTrack | None = None
+    audio: MediaStreamTrack | None = None  # a SwitchableTrack, maybe behind processing
     speaker: AudioSink | None = None
     #: Plain-language notices about devices (no camera, no microphone…).
     notices: tuple[str, ...] = ()
