@@ -90,7 +90,8 @@ class _Media:
         if track.kind == "video":
             # Nothing paints here: every newest frame counts as shown, so "dropped"
             # means drained behind a newer one, as it would in the window.
-            receiver = LatestFrameReceiver(track, on_frame=_shown)
+            # Every latency sample of the call (30 fps x 1 h fits in a few MB).
+            receiver = LatestFrameReceiver(track, on_frame=_shown, latency_samples=108_000)
             self.video_receivers.append(receiver)
         else:
             receiver = AudioReceiver(track, self.audio_sink)

@@ -52,6 +52,10 @@ def call_report(
         "media_both_ways": connected and frames > 0 and audio_frames > 0,
         "time_to_connected_ms": _ms(record.connected, record.started),
         "time_to_first_frame_ms": _ms(record.first_frame, record.started),
+        # The first to join waits alone: from connected is the path's own figure.
+        "connected_to_first_frame_ms": (
+            _ms(record.first_frame, record.connected) if record.connected else None
+        ),
         "video_frames_received": frames,
         "video_frames_dropped": sum(r.frames_dropped for r in video),
         "video_frames_missing": sum(r.frames_missing for r in video),
