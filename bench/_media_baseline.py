@@ -109,7 +109,9 @@ class Peer:
 
     def _on_track(self, track: Any) -> None:
         if track.kind == "video":
-            receiver = LatestFrameReceiver(track, on_frame=lambda frame: None, latency_samples=108_000)
+            receiver = LatestFrameReceiver(
+                track, on_frame=lambda frame: None, latency_samples=108_000
+            )
             self.video_receivers.append(receiver)
             receiver.start()
             asyncio.get_running_loop().create_task(self._watch_first_frame(receiver))
