@@ -154,7 +154,10 @@ class _Link:
     async def close(self) -> None:
         for proxy in self.proxies:
             proxy.stop()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception:  # a half-built connection: log it, the call goes on
+            log.exception("closing the connection to %s failed", self.peer_id)
 
 
 class CallSession:
@@ -174,6 +177,7 @@ class CallSession:
         self._relay = MediaRelay()
         self._signaling = signaling_factory(options.room_url, options.name, options.token)
         self._links: dict[str, _Link] = {}
+        self._closing: dict[_Link, asyncio.Task[None]] = {}  # closes under way or done
         self._observers: list[Callable[[SessionEvent], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main: asyncio.Task[None] | None = None
@@ -264,8 +268,22 @@ class CallSession:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         links, self._links = list(self._links.values()), {}
-        await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        for link in links:
+            self._close_link(link)
+        # Including closes that a cancelled task had started: an interrupted
+        # pc.close() leaves aiortc's decoder threads blocked, and the process
+        # could not exit.
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)
         await self._signaling.close()
+
+    def _close_link(self, link: _Link) -> asyncio.Future[None]:
+        """Close a link in a task of its own that no cancellation interrupts; the
+        returned future can be awaited (shielded) or dropped."""
+        task = self._closing.get(link)
+        if task is None:
+            task = self._closing[link] = asyncio.ensure_future(link.close())
+            task.add_done_callback(lambda _task: self._closing.pop(link, None))
+        return asyncio.shield(task)
 
     async def __aenter__(self) -> CallSession:
         await self.start()
@@ -331,7 +349,7 @@ class CallSession:
             case PeerLeft(id=peer_id, reason=reason):
                 link = self._links.pop(peer_id, None)
                 if link is not None:
-                    await link.close()
+                    await self._close_link(link)
                 if not self._links and not self._signaling.peers:
                     self.machine.feed(CallInput.PEER_LEFT, reason)
             case SignalReceived(sender=sender, data=data):
@@ -351,7 +369,7 @@ class CallSession:
         healthy = {pid: link for pid, link in self._links.items() if link.connected_at}
         stale = [link for link in self._links.values() if not link.connected_at]
         self._links = healthy
-        await asyncio.gather(*(link.close() for link in stale), return_exceptions=True)
+        await asyncio.gather(*(self._close_link(link) for link in stale), return_exceptions=True)
         for link in healthy.values():
             self._send_control(link, {"type": "hello", "id": self.peer_id})
         if not peers:
@@ -382,7 +400,7 @@ class CallSession:
         del self._links[link.peer_id]
         other = self._links.get(new_id)
         if other is not None:  # a negotiation under the new id raced the hello
-            self._spawn(other.close(), "close")
+            self._close_link(other)
         log.info("peer %s is now %s", link.peer_id, new_id)
         link.peer_id = new_id
         self._links[new_id] = link
@@ -415,7 +433,7 @@ class CallSession:
     async def _replace_link(self, peer_id: str, offerer: bool) -> _Link:
         old = self._links.pop(peer_id, None)
         if old is not None:
-            await old.close()
+            await self._close_link(old)
         link = self._new_link(peer_id, offerer)
         self._links[peer_id] = link
         return link

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -22,7 +23,7 @@ from desktop_call.call.session import (
     SasReady,
     SessionEvent,
 )
-from desktop_call.call.signaling import SignalingClient, SignalReceived
+from desktop_call.call.signaling import PeerLeft, SignalingClient, SignalReceived
 from desktop_call.call.state import CallState
 from desktop_call.server import RoomServer, ServerConfig
 
@@ -299,3 +300,30 @@ async def test_a_rewritten_fingerprint_shows_different_codes_and_no_media(server
             # DTLS checks the certificate against the (rewritten) fingerprint: no path.
             await reach(b, CallState.RECONNECTING, timeout=30)
             assert a.state is not CallState.CONNECTED or b.state is not CallState.CONNECTED
+
+
+def media_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+
+
+async def test_a_close_cut_short_by_hanging_up_still_completes(server):
+    """Hanging up cancels the session's tasks; one of them may be closing the connection
+    to a peer who just left. That close must finish anyway: cut short, aiortc's decoder
+    threads stay blocked and the process cannot exit."""
+    async with two_party_call(server.url) as (a, b, ra, rb):
+        await frames_from(rb.tracks("video")[0], 2)
+        assert media_threads()
+        # b learns that a left, and hangs up while that connection is being closed.
+        pc = b.peer_connection(a.peer_id)
+        closing = asyncio.ensure_future(b._on_signaling(PeerLeft(a.peer_id, "left")))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the close has begun
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+        await b.hang_up()
+        assert pc.connectionState == "closed"
+        assert all(t.stopped for t in pc.getTransceivers())
+    async with asyncio.timeout(5):
+        while media_threads():  # noqa: ASYNC110 - threads end on their own; nothing to await
+            await asyncio.sleep(0.05)
