@@ -192,6 +192,10 @@ class CallWindow(QMainWindow):
         c.state_changed.connect(self._on_state_changed)
         c.remote_frame.connect(self._on_remote_frame)
         c.local_frame.connect(self._on_local_frame)
+        set_box = getattr(c, "set_view_box", None)
+        if set_box is not None:  # frames converted to the views' own sizes
+            self.remote_view.box_changed.connect(lambda w, h, r: set_box("remote", w, h, r))
+            self.local_view.box_changed.connect(lambda w, h, r: set_box("local", w, h, r))
         c.stats_changed.connect(self._on_stats)
         c.sas_changed.connect(self.verification.set_code)
         c.chat_received.connect(self._on_chat_received)

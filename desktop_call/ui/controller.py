@@ -47,12 +47,33 @@ __all__ = ["CallController", "CallSetup", "frame_to_qimage"]
 
 log = logging.getLogger("desktop_call.ui.controller")
 
+LOCAL_PREVIEW_FPS = 15  # the self view is small: half the frames are plenty
 
-def frame_to_qimage(frame: av.VideoFrame) -> QImage:
-    """A decoded frame as a QImage that owns its pixels (safe on any thread)."""
-    rgb = frame.to_ndarray(format="rgb24")
-    height, width = rgb.shape[:2]
-    return QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888).copy()
+
+def fitted_size(width: int, height: int, box_width: int, box_height: int) -> tuple[int, int]:
+    """The largest even size with the frame's aspect that fits in the box."""
+    scale = min(box_width / width, box_height / height)
+    return max(2, int(width * scale) & ~1), max(2, int(height * scale) & ~1)
+
+
+def frame_to_qimage(frame: av.VideoFrame, box: tuple[int, int, float] | None = None) -> QImage:
+    """A decoded frame as a QImage that owns its pixels (safe on any thread).
+
+    With a ``box`` (device pixels and ratio of the view that shows it), the frame is
+    scaled by swscale to exactly the size it will be painted at, as 32-bit BGRX, the
+    raster engine's own format: painting is then a plain copy, with no conversion and
+    no smooth scaling on the main thread.
+    """
+    if box is None:
+        width, height, ratio = frame.width, frame.height, 1.0
+    else:
+        width, height = fitted_size(frame.width, frame.height, box[0], box[1])
+        ratio = box[2]
+    plane = frame.reformat(width=width, height=height, format="bgra").planes[0]
+    image = QImage(memoryview(plane), width, height, plane.line_size, QImage.Format.Format_RGB32)
+    image = image.copy()  # own the pixels: the plane goes away with this function
+    image.setDevicePixelRatio(ratio)
+    return image
 
 
 @dataclass
@@ -116,6 +137,7 @@ class CallController(QObject):
         self._audio_receivers: list[AudioReceiver] = []
         self._preview: LatestFrameReceiver | None = None
         self._hang_up_task: asyncio.Task[None] | None = None
+        self._boxes: dict[str, tuple[int, int, float] | None] = {"remote": None, "local": None}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.remote_name = ""
@@ -281,15 +303,28 @@ class CallController(QObject):
             self._audio_receivers.append(audio)
             audio.start()
 
+    def set_view_box(self, view: str, width: int, height: int, ratio: float) -> None:
+        """The window's video views report their size (device pixels) on resize."""
+        self._boxes[view] = (width, height, ratio) if width > 1 and height > 1 else None
+
     def _convert_and_emit(
         self, signal: Any, *, remote: bool = False
     ) -> Callable[[av.VideoFrame], Any]:
         loop = asyncio.get_running_loop()
+        view = "remote" if remote else "local"
+        min_interval = 0.0 if remote else 1 / LOCAL_PREVIEW_FPS
+        last = 0.0
 
         async def deliver(frame: av.VideoFrame) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last < min_interval:
+                return  # the small self view needs no more than LOCAL_PREVIEW_FPS
+            last = now
             # Conversion takes milliseconds at 720p: a worker thread does it, and
             # frames arriving meanwhile are dropped by the receiver (newest only).
-            image = await loop.run_in_executor(None, frame_to_qimage, frame)
+            box = self._boxes.get(view)
+            image = await loop.run_in_executor(None, frame_to_qimage, frame, box)
             if self._closed:
                 return
             if remote and self.first_remote_frame_at is None:

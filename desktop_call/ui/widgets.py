@@ -123,6 +123,10 @@ class VideoView(QWidget):
     name is given. A name tag (with a muted microphone) sits in a bottom corner.
     """
 
+    #: The view's size in device pixels and its device pixel ratio, on every resize:
+    #: the controller converts frames to exactly this box, so painting never scales.
+    box_changed = Signal(int, int, float)
+
     def __init__(
         self,
         parent: QWidget | None = None,
@@ -229,6 +233,8 @@ class VideoView(QWidget):
         super().resizeEvent(event)
         self._fit()
         self._relayout()
+        ratio = self.devicePixelRatioF()
+        self.box_changed.emit(round(self.width() * ratio), round(self.height() * ratio), ratio)
 
     def _fit(self) -> None:
         """The centred target rectangle of the image, and the mirror transform."""
@@ -304,7 +310,10 @@ class VideoView(QWidget):
         painter.fillRect(self.rect(), _VIDEO_BACKGROUND)
         image = self._image
         if image is not None and not self._target.isEmpty():
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            # Frames normally arrive at the box's size (see box_changed): no scaling.
+            # Until the first resize reaches the converter, smooth scaling stands in.
+            if image.size() != self._target.size().toSize() * image.devicePixelRatio():
+                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             if self.mirrored:
                 painter.setTransform(self._mirror)
             painter.drawImage(self._target, image)

@@ -96,3 +96,26 @@ def test_two_controllers_call_each_other(qapp):
     assert seen_a.notices[0] == "No camera found: test pattern"
     assert seen_b.states[-1] == "ended" and seen_a.states[-1] == "ended"
     assert seen_a.ended.is_set()
+
+
+def test_frames_are_converted_to_the_views_size_and_colours():
+    import av
+    import numpy as np
+
+    from desktop_call.ui.controller import fitted_size, frame_to_qimage
+
+    rgb = np.zeros((480, 640, 3), dtype=np.uint8)
+    rgb[:, :320] = (255, 0, 0)  # left half red, right half blue
+    rgb[:, 320:] = (0, 0, 255)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+
+    whole = frame_to_qimage(frame)
+    assert (whole.width(), whole.height()) == (640, 480)
+    fitted = frame_to_qimage(frame, (1054, 593, 2.0))  # a wide view at 2x
+    assert (fitted.width(), fitted.height()) == fitted_size(640, 480, 1054, 593) == (790, 592)
+    assert fitted.devicePixelRatio() == 2.0
+    for image in (whole, fitted):
+        left = image.pixelColor(image.width() // 4, image.height() // 2)
+        right = image.pixelColor(3 * image.width() // 4, image.height() // 2)
+        assert left.red() > 200 and left.blue() < 60, left.getRgb()
+        assert right.blue() > 200 and right.red() < 60, right.getRgb()
