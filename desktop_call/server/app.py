@@ -157,11 +157,21 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._unparsed == 0 and self._fragments is None and self.ws.state is State.OPEN:
-            payload = _single_text_frame(data)
-            if payload is not None:  # the common case, without the protocol's parser
-                if self._tokens_take_or_fail():
-                    self._message(payload, False)
+            # The common case without the protocol's parser: whole, final text frames.
+            offset, end = 0, len(data)
+            while offset < end:
+                frame = _text_frame_at(data, offset)
+                if frame is None:
+                    break  # anything else, from here on, is the parser's
+                payload, offset = frame
+                if not self._tokens_take_or_fail():
+                    return
+                self._message(payload, False)
+                if self.ws.state is not State.OPEN or self._released:
+                    return  # that message closed the connection
+            if offset == end:
                 return
+            data = data[offset:]  # the parser starts at a frame boundary
         ws = self.ws
         ws.receive_data(data)
         unparsed = None if self._unparsed is None else self._unparsed + len(data)
@@ -445,22 +455,31 @@ def _text_frame_header(length: int) -> bytes:
     return b"\x81\x7f" + length.to_bytes(8, "big")
 
 
-def _single_text_frame(data: bytes) -> bytes | None:
-    """The unmasked payload if ``data`` is exactly one whole, final, masked text frame
-    under 64 KiB with no reserved bits; anything else is the protocol parser's job."""
-    if len(data) < 6 or data[0] != 0x81:  # FIN + text, no RSV bits
+def _text_frame_at(data: bytes, offset: int) -> tuple[bytes, int] | None:
+    """The unmasked payload of the frame at ``offset`` and where it ends, if that frame is
+    whole, final, masked, text, under 64 KiB, with no reserved bits; else None."""
+    available = len(data) - offset
+    if available < 6 or data[offset] != 0x81:  # FIN + text, no RSV bits
         return None
-    length = data[1] ^ 0x80  # the mask bit must be set
+    length = data[offset + 1] ^ 0x80  # the mask bit must be set
     if length < 126:
-        offset = 2
-    elif length == 126 and len(data) >= 8:
-        length = int.from_bytes(data[2:4], "big")
-        offset = 4
+        header = 2
+    elif length == 126 and available >= 8:
+        length = int.from_bytes(data[offset + 2 : offset + 4], "big")
+        header = 4
     else:
         return None  # unmasked (length >= 128 after the xor) or a 64-bit length
-    if len(data) != offset + 4 + length:
+    start = offset + header + 4
+    end = start + length
+    if end > len(data):
         return None
-    return apply_mask(data[offset + 4 :], data[offset : offset + 4])
+    return apply_mask(data[start:end], data[start - 4 : start]), end
+
+
+def _single_text_frame(data: bytes) -> bytes | None:
+    """The payload if ``data`` is exactly one such frame (see :func:`_text_frame_at`)."""
+    frame = _text_frame_at(data, 0)
+    return frame[0] if frame is not None and frame[1] == len(data) else None
 
 
 def _client_frame_size(frame: Frame) -> int:
