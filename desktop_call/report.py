@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,11 @@ from typing import Any
 from desktop_call.call.session import CallSession
 from desktop_call.call.stats import StatsSummary
 from desktop_call.media.sinks import AudioReceiver, CountingAudioSink, LatestFrameReceiver
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 
 __all__ = ["CallRecord", "call_report", "write_report"]
 
@@ -46,7 +50,6 @@ def call_report(
     stats = record.last_stats or session.last_stats
     connected = record.connected is not None
     newest = next((r.latest for r in reversed(video) if r.latest is not None), None)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "connected": connected,
         "media_both_ways": connected and frames > 0 and audio_frames > 0,
@@ -78,8 +81,8 @@ def call_report(
         "final_state": str(session.state),
         "peer_id": session.peer_id,
         **extra,
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-        "max_rss_kb": usage.ru_maxrss,
+        "cpu_seconds": round(time.process_time(), 3),
+        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else None,
         "pid": os.getpid(),
         "errors": list(session.errors),
     }

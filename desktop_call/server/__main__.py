@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,6 +15,11 @@ from desktop_call import __version__
 from desktop_call.signaling.ids import DEFAULT_PORT
 
 from .app import RoomServer, ServerConfig
+
+try:
+    import resource
+except ImportError:  # Windows: no descriptor limit to raise
+    resource = None  # type: ignore[assignment]
 
 TOKEN_ENV = "DESKTOP_CALL_SERVER_TOKEN"
 
@@ -112,6 +116,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def raise_fd_limit() -> None:
     """Allow as many sockets as the system lets this process have (10,000+ clients)."""
+    if resource is None:
+        return
     with contextlib.suppress(ValueError, OSError):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard == resource.RLIM_INFINITY or hard > soft:
