@@ -478,10 +478,11 @@ class SimMicrophone:
     ``MicrophoneTrack`` (``AudioChunker``) every 10 ms, like ``QAudioSource.readyRead``.
     A 40 ms tone burst every 0.5 s (from ``phase``), -60 dBFS noise between."""
 
-    def __init__(self, track: Any, phase: float, frequency: float) -> None:
+    def __init__(self, track: Any, phase: float, frequency: float, skew: float = 0.0) -> None:
         self.track = track
         self.phase = phase
         self.frequency = frequency
+        self.skew = skew  # this device's clock runs 1 + skew times the others' (drift)
         self.onsets: list[float] = []  # capture times (time.monotonic) of each burst onset
         self._task: asyncio.Task[None] | None = None
         self._rng = np.random.default_rng(1)
@@ -502,7 +503,7 @@ class SimMicrophone:
         offset = int(self.phase * RATE)
         block = 0
         while True:
-            due = t0 + (block + 1) * BLOCK / RATE
+            due = t0 + (block + 1) * BLOCK / RATE / (1 + self.skew)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             k = np.arange(block * BLOCK, (block + 1) * BLOCK)
             position = (k - offset) % period_samples
@@ -510,22 +511,27 @@ class SimMicrophone:
             samples = 10 ** (-60 / 20) * self._rng.standard_normal(BLOCK)
             samples[on] = 10 ** (-12 / 20) * np.sin(2 * np.pi * self.frequency * k[on] / RATE)
             for i in np.nonzero(on & (position == 0))[0]:
-                self.onsets.append(t0 + k[i] / RATE)  # when that sample reached the mic
+                self.onsets.append(t0 + k[i] / RATE / (1 + self.skew))  # reached the mic
             self.track.push(to_s16(samples).tobytes())
             block += 1
 
 
 class SimSpeaker:
     """A speaker device in real time with ``SpeakerSink``'s policy: the app's
-    ``PlaybackBuffer`` (120 ms bound), a 60 ms device buffer topped up on every write and
-    every 10 ms, playback (re)starting once 40 ms wait; the device plays 10 ms per 10 ms,
-    and what it played is kept for :meth:`burst_times`."""
+    ``PlaybackBuffer`` (120 ms bound) and ``DriftController`` (optional here, to compare),
+    a 60 ms device buffer topped up on every write and every 10 ms, playback (re)starting
+    once 40 ms wait; the device plays 10 ms per 10 ms, and what it played is kept for
+    :meth:`burst_times`; the queue ahead of the ear is sampled every 10 ms (:attr:`levels`)."""
 
-    def __init__(self, device_buffer: float = 0.06, prebuffer: float = 0.04) -> None:
+    def __init__(
+        self, device_buffer: float = 0.06, prebuffer: float = 0.04, drift_control: bool = True
+    ) -> None:
         from desktop_call.media.qt_capture import PcmFormat
-        from desktop_call.media.qt_playback import PlaybackBuffer
+        from desktop_call.media.qt_playback import DriftController, PlaybackBuffer
 
-        self.buffer = PlaybackBuffer(PcmFormat(RATE, 1, "s16"), max_buffered=0.12)
+        self.drift = DriftController() if drift_control else None
+        self.buffer = PlaybackBuffer(PcmFormat(RATE, 1, "s16"), max_buffered=0.12, drift=self.drift)
+        self.levels: list[float] = []
         self.device_buffer = device_buffer
         self.prebuffer = prebuffer
         self._device = bytearray()  # what the device holds
@@ -552,6 +558,8 @@ class SimSpeaker:
                 await self._task
 
     def write(self, frame: Any) -> None:
+        if self.drift is not None:
+            self.drift.arrived(frame.samples / frame.sample_rate, time.monotonic())
         self.buffer.push(frame)
         self.flush()
 
@@ -580,7 +588,13 @@ class SimSpeaker:
                 if not self._priming and not self._device:
                     self.underruns += 1
                     self._priming = True
+                    if self.drift is not None:
+                        self.drift.reset()
                 played += bytes(BLOCK * 2 - len(played))
+            if not self._priming:
+                self.levels.append(self.output_delay)
+                if self.drift is not None:
+                    self.drift.observe(self.output_delay, time.monotonic())
             if self._t0 is None:
                 self._t0 = start
             self._played.append(played)
@@ -619,9 +633,11 @@ def match_latencies(mouth: list[float], ear: list[float]) -> list[float]:
     return out
 
 
-async def mouth_to_ear(seconds: float, processing: bool, jitter_prefetch: int | None) -> dict:
-    from aiortc import rtcrtpreceiver
-
+async def mouth_to_ear(
+    seconds: float, processing: bool, shipped_timing: bool, skew_ppm: float = 0.0
+) -> dict:
+    """``shipped_timing``: the app's receive path (audio decoded on arrival, drift control);
+    False: aiortc's own audio jitter buffer (80 ms prefetch) and no drift control."""
     from desktop_call.call.ice import IceConfig
     from desktop_call.call.session import CallOptions, CallSession, RemoteTrack
     from desktop_call.call.state import CallState
@@ -631,68 +647,61 @@ async def mouth_to_ear(seconds: float, processing: bool, jitter_prefetch: int | 
     from desktop_call.media.switchable import SwitchableTrack
     from desktop_call.server import RoomServer, ServerConfig
 
-    original = rtcrtpreceiver.JitterBuffer
-    if jitter_prefetch is not None:
-
-        def jitter_buffer(capacity: int, prefetch: int = 0, is_video: bool = False) -> Any:
-            if not is_video:
-                prefetch = jitter_prefetch
-            return original(capacity, prefetch=prefetch, is_video=is_video)
-
-        rtcrtpreceiver.JitterBuffer = jitter_buffer  # type: ignore[assignment,misc]
     sides: dict[str, dict[str, Any]] = {}
-    try:
-        async with RoomServer(ServerConfig(port=0, grace=2.0)) as server:
-            for name, phase, frequency in (("A", 0.0, 800.0), ("B", BURST_PERIOD / 2, 1300.0)):
-                processor = AudioProcessor(enabled=processing)
-                mic_track = MicrophoneTrack(AudioChunker(PcmFormat(RATE, 1, "s16"), "mono"))
-                audio = ProcessedAudioTrack(SwitchableTrack("audio", mic_track), processor)
-                speaker = SimSpeaker()
-                session = CallSession(
-                    CallOptions(f"{server.url}/rooms/bench-audio", name, ice=IceConfig(servers=())),
-                    audio=audio,
-                )
-                side = {
-                    "processor": processor,
-                    "mic": SimMicrophone(mic_track, phase, frequency),
-                    "speaker": speaker,
-                    "sink": EchoReferenceSink(speaker, processor),
-                    "session": session,
-                    "receivers": [],
-                    "audio": audio,
-                }
+    async with RoomServer(ServerConfig(port=0, grace=2.0)) as server:
+        for name, phase, frequency in (("A", 0.0, 800.0), ("B", BURST_PERIOD / 2, 1300.0)):
+            processor = AudioProcessor(enabled=processing)
+            mic_track = MicrophoneTrack(AudioChunker(PcmFormat(RATE, 1, "s16"), "mono"))
+            audio = ProcessedAudioTrack(SwitchableTrack("audio", mic_track), processor)
+            speaker = SimSpeaker(drift_control=shipped_timing)
+            options = CallOptions(
+                f"{server.url}/rooms/bench-audio",
+                name,
+                ice=IceConfig(servers=()),
+                immediate_audio=shipped_timing,
+            )
+            session = CallSession(options, audio=audio)
+            side = {
+                "processor": processor,
+                "mic": SimMicrophone(
+                    mic_track, phase, frequency, skew_ppm * 1e-6 if name == "A" else 0.0
+                ),
+                "speaker": speaker,
+                "sink": EchoReferenceSink(speaker, processor),
+                "session": session,
+                "receivers": [],
+                "audio": audio,
+            }
 
-                def on_event(event: Any, side: dict[str, Any] = side) -> None:
-                    if isinstance(event, RemoteTrack) and event.track.kind == "audio":
-                        receiver = AudioReceiver(event.track, side["sink"])
-                        receiver.start()
-                        side["receivers"].append(receiver)
+            def on_event(event: Any, side: dict[str, Any] = side) -> None:
+                if isinstance(event, RemoteTrack) and event.track.kind == "audio":
+                    receiver = AudioReceiver(event.track, side["sink"])
+                    receiver.start()
+                    side["receivers"].append(receiver)
 
-                session.subscribe(on_event)
-                sides[name] = side
-            a, b = sides["A"]["session"], sides["B"]["session"]
-            async with a:
-                await asyncio.wait_for(a.wait_for(lambda s: s is CallState.WAITING), 20)
-                async with b:
-                    for s in (a, b):
-                        await asyncio.wait_for(s.wait_for(lambda s: s is CallState.CONNECTED), 20)
-                    for side in sides.values():
-                        side["mic"].start()
-                        side["speaker"].start()
-                    cpu0 = {n: s["processor"].cpu_seconds for n, s in sides.items()}
-                    process0 = time.process_time()
-                    started = time.monotonic()
-                    await asyncio.sleep(seconds)
-                    elapsed = time.monotonic() - started
-                    process_cpu = time.process_time() - process0
-                    for side in sides.values():
-                        await side["mic"].stop()
-                        await side["speaker"].stop()
-                    for side in sides.values():
-                        for receiver in side["receivers"]:
-                            await receiver.close()
-    finally:
-        rtcrtpreceiver.JitterBuffer = original  # type: ignore[misc]
+            session.subscribe(on_event)
+            sides[name] = side
+        a, b = sides["A"]["session"], sides["B"]["session"]
+        async with a:
+            await asyncio.wait_for(a.wait_for(lambda s: s is CallState.WAITING), 20)
+            async with b:
+                for s in (a, b):
+                    await asyncio.wait_for(s.wait_for(lambda s: s is CallState.CONNECTED), 20)
+                for side in sides.values():
+                    side["mic"].start()
+                    side["speaker"].start()
+                cpu0 = {n: s["processor"].cpu_seconds for n, s in sides.items()}
+                process0 = time.process_time()
+                started = time.monotonic()
+                await asyncio.sleep(seconds)
+                elapsed = time.monotonic() - started
+                process_cpu = time.process_time() - process0
+                for side in sides.values():
+                    await side["mic"].stop()
+                    await side["speaker"].stop()
+                for side in sides.values():
+                    for receiver in side["receivers"]:
+                        await receiver.close()
     latencies = []
     for src, dst in (("A", "B"), ("B", "A")):
         heard = sides[dst]["speaker"].burst_times()
@@ -702,7 +711,8 @@ async def mouth_to_ear(seconds: float, processing: bool, jitter_prefetch: int | 
     latencies_ms = sorted(1000 * x for x in latencies)
     result: dict[str, Any] = {
         "processing": processing,
-        "jitter_prefetch": jitter_prefetch if jitter_prefetch is not None else "aiortc default (4)",
+        "receive_path": "shipped" if shipped_timing else "aiortc jitter buffer, no drift control",
+        "skew_ppm": skew_ppm,
         "seconds": round(elapsed, 1),
         "bursts_heard": len(latencies),
         "bursts_sent": sum(len(s["mic"].onsets) for s in sides.values()),
@@ -714,6 +724,9 @@ async def mouth_to_ear(seconds: float, processing: bool, jitter_prefetch: int | 
         else None,
         "mouth_to_ear_ms_min": round(latencies_ms[0], 1) if latencies_ms else None,
         "speaker_underruns": sum(s["speaker"].underruns for s in sides.values()),
+        # B hears A, whose microphone clock is skewed: its queue shows any drift.
+        "queue_ms_first_5s_b": _mean_ms(sides["B"]["speaker"].levels[:500]),
+        "queue_ms_last_5s_b": _mean_ms(sides["B"]["speaker"].levels[-500:]),
         "playback_drops": sum(s["speaker"].buffer.drops for s in sides.values()),
         "process_cpu_percent_of_one_core": round(100 * process_cpu / elapsed, 1),
     }
@@ -724,6 +737,10 @@ async def mouth_to_ear(seconds: float, processing: bool, jitter_prefetch: int | 
         ]
         result["stream_delay_ms"] = [s["processor"].stream_delay_ms for s in sides.values()]
     return result
+
+
+def _mean_ms(levels: list[float]) -> float | None:
+    return round(1000 * statistics.mean(levels), 1) if levels else None
 
 
 # ------------------------------------------------------------------ the run
@@ -847,14 +864,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"{s['near_attenuation_db_max']} / {s['near_attenuation_db_mean']} | "
             f"{s['cpu_percent_of_one_core_max']} |"
         )
-    for call in result.get("calls", []):
-        lines.append("")
+    lines += [
+        "",
+        "| call | processing | skew (ppm) | s | mouth-to-ear p50 / p95 (ms) | bursts | "
+        "underruns | drops | B's queue first / last 5 s (ms) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in result.get("calls", []):
         lines.append(
-            f"Mouth-to-ear (processing {'on' if call['processing'] else 'off'}, jitter prefetch "
-            f"{call['jitter_prefetch']}): p50 {call['mouth_to_ear_ms_p50']} ms, p95 "
-            f"{call['mouth_to_ear_ms_p95']} ms, {call['bursts_heard']}/{call['bursts_sent']} "
-            f"bursts, {call['speaker_underruns']} underruns, process CPU "
-            f"{call['process_cpu_percent_of_one_core']} %."
+            f"| {c['receive_path']} | {'on' if c['processing'] else 'off'} | {c['skew_ppm']:g} | "
+            f"{c['seconds']} | {c['mouth_to_ear_ms_p50']} / {c['mouth_to_ear_ms_p95']} | "
+            f"{c['bursts_heard']}/{c['bursts_sent']} | {c['speaker_underruns']} | "
+            f"{c['playback_drops']} | {c['queue_ms_first_5s_b']} / {c['queue_ms_last_5s_b']} |"
         )
     return "\n".join(lines)
 
@@ -871,11 +892,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--call-seconds", type=float, default=20.0)
     p.add_argument("--no-call", action="store_true", help="skip the mouth-to-ear call")
     p.add_argument(
-        "--jitter-prefetch",
-        type=int,
-        nargs="*",
-        default=[],
-        help="also run the call with aiortc's audio jitter buffer prefetch set to these",
+        "--skew-ppm",
+        type=float,
+        default=1000.0,
+        help="A's microphone clock runs this much fast in the drift call (default 1000)",
     )
     p.add_argument("--quick", action="store_true", help="one room, 15 s; a 10 s call")
     p.add_argument("--markdown", metavar="JSON", help="print the docs tables of a result file")
@@ -899,14 +919,16 @@ def main(argv: list[str] | None = None) -> int:
     echo = echo_results(args, source)
     calls = []
     if not args.no_call:
-        for prefetch in [None, *args.jitter_prefetch]:
-            for processing in (True, False) if prefetch is None else (True,):
-                log(
-                    f"call: {args.call_seconds:.0f} s, processing {processing}, prefetch {prefetch}"
-                )
-                calls.append(asyncio.run(mouth_to_ear(args.call_seconds, processing, prefetch)))
+        # Interleaved: the shipped receive path and aiortc's own, same run, same machine;
+        # then a longer call with skewed clocks, both ways, for drift.
+        plan = [(True, True, 0.0), (False, True, 0.0), (True, False, 0.0)]
+        plan += [(True, True, args.skew_ppm), (True, False, args.skew_ppm)]
+        for processing, shipped, skew in plan:
+            seconds = args.call_seconds * (3 if skew else 1)
+            log(f"call: {seconds:.0f} s, processing {processing}, shipped {shipped}, skew {skew}")
+            calls.append(asyncio.run(mouth_to_ear(seconds, processing, shipped, skew)))
     shipped_call = next(
-        (c for c in calls if c["processing"] and isinstance(c["jitter_prefetch"], str)), None
+        (c for c in calls if c["processing"] and c["receive_path"] == "shipped"), None
     )
     result = {
         "schema": SCHEMA,

@@ -42,6 +42,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 
 from .ice import IceConfig, bound_gathering
+from .jitter import use_audio_jitter_buffer
 from .sas import SasError, verification_code
 from .signaling import (
     Connected,
@@ -126,6 +127,9 @@ class CallOptions:
     stats_interval: float = 1.0
     #: After a signaling restart, how long to wait for a peer's new id over the media path.
     hello_wait: float = 2.0
+    #: Decode audio packets as they arrive (jitter.AudioJitterBuffer) instead of after
+    #: aiortc's 80 ms prefetch; the playback buffer smooths the jitter.
+    immediate_audio: bool = True
 
 
 # ------------------------------------------------------------------- peer links
@@ -427,8 +431,15 @@ class CallSession:
         channel.on("message", lambda message: self._on_control(link, message))
         channel.on("open", lambda: self._on_channel_open(link))
         pc.on("connectionstatechange", lambda: self._on_connection_state(link))
-        pc.on("track", lambda track: self._emit(RemoteTrack(peer_id, track)))
+        pc.on("track", lambda track: self._on_track(link, track))
         return link
+
+    def _on_track(self, link: _Link, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.options.immediate_audio:
+            for transceiver in link.pc.getTransceivers():
+                if transceiver.receiver.track is track:
+                    use_audio_jitter_buffer(transceiver.receiver)
+        self._emit(RemoteTrack(link.peer_id, track))
 
     async def _replace_link(self, peer_id: str, offerer: bool) -> _Link:
         old = self._links.pop(peer_id, None)

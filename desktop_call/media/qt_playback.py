@@ -5,9 +5,13 @@
 :class:`PlaybackBuffer`, a pure object, into the device's format (48 kHz s16 stereo
 unless the device refuses it) and held in a bounded buffer: what does not fit in the
 device's own buffer waits there, and beyond ``max_buffered`` the oldest audio is dropped
-(counted), so the delay between the network and the ear never grows. A 10 ms Qt timer
-tops the device up between frames. :class:`SwitchableAudioSink` lets the speaker change
-during a call without touching the receivers that write to it.
+(counted), so the delay between the network and the ear never grows. A
+:class:`DriftController` keeps the queue (our buffer plus the device's) at its target
+level: the far end's clock and the speaker's are never exactly the same, so without it
+the queue would creep up to the bound (then cut audio) or down to an underrun (then a
+gap); it plays 0.5 % faster or slower, resampling the incoming audio, until the level is
+back. A 10 ms Qt timer tops the device up between frames. :class:`SwitchableAudioSink`
+lets the speaker change during a call without touching the receivers that write to it.
 
 Like :mod:`.qt_capture`, this imports QtCore and QtMultimedia only, and everything runs
 on the Qt main thread (the qasync loop's thread).
@@ -15,11 +19,14 @@ on the Qt main thread (the qasync loop's thread).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import av
+import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtMultimedia import QAudioDevice, QAudioSink, QtAudio
 
@@ -29,9 +36,102 @@ from .sources import AUDIO_SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PlaybackBuffer", "SpeakerSink", "SwitchableAudioSink"]
+__all__ = ["DriftController", "PlaybackBuffer", "SpeakerSink", "SwitchableAudioSink"]
 
 SPEAKER_FORMAT = PcmFormat(AUDIO_SAMPLE_RATE, 2, "s16")
+
+
+class DriftController:
+    """Holds a playback queue at a target level by playing slightly faster or slower. Pure.
+
+    Feed it the whole queue ahead of the ear (ours plus the device's) with
+    :meth:`observe`, as often as the queue is topped up. Each ``window`` the lowest
+    level seen is compared with :attr:`target`: the lowest, because the level rises by a
+    packet on each arrival and drains in between, and the trough is what stands between
+    the ear and an underrun. Above ``target + tolerance``, :attr:`ratio` becomes
+    ``1 - step`` (fewer samples out than in: the queue shrinks by ``step`` seconds per
+    second); below ``target - tolerance``, ``1 + step``; back at ``target``, 1 again.
+    A step of 0.5 % is a pitch change of 9 cents, and corrects 50 times the drift of two
+    ordinary clocks (100 ppm).
+
+    The target follows the network, as a WebRTC jitter buffer's does: tell it when audio
+    arrives (:meth:`arrived`), and the 99th percentile of the packets' lateness over the
+    last ``history`` seconds (arrival time minus media time, less the drift's straight
+    line, against the earliest) plus ``tolerance`` becomes the target, between
+    ``min_target`` and ``max_target``. A steady network keeps the smallest delay; a
+    jittery one buys the margin it needs and gives it back once it has calmed down.
+    """
+
+    def __init__(
+        self,
+        min_target: float = 0.02,
+        *,
+        tolerance: float = 0.01,
+        max_target: float = 0.1,
+        window: float = 1.0,
+        history: float = 20.0,
+        step: float = 0.005,
+    ) -> None:
+        if not (0 < tolerance < min_target <= max_target and window > 0 and 0 < step < 0.1):
+            raise ValueError(
+                "DriftController needs 0 < tolerance < min_target <= max_target, window > 0, "
+                "0 < step < 0.1"
+            )
+        self.min_target = self.target = min_target
+        self.max_target = max_target
+        self.tolerance = tolerance
+        self.window = window
+        self.history = history
+        self.step = step
+        self.ratio = 1.0
+        self.adjustments = 0  # windows that started a correction
+        self._window_start: float | None = None
+        self._low = float("inf")
+        self._media = 0.0  # seconds of audio arrived
+        self._lateness: collections.deque[tuple[float, float]] = collections.deque()
+
+    def arrived(self, seconds: float, now: float) -> None:
+        """``seconds`` of audio arrived at ``now`` (from the network, in order)."""
+        self._lateness.append((now, now - self._media))
+        self._media += seconds
+        while self._lateness and self._lateness[0][0] < now - self.history:
+            self._lateness.popleft()
+
+    def observe(self, queued: float, now: float) -> None:
+        if self._window_start is None:
+            self._window_start = now
+        self._low = min(self._low, queued)
+        if now - self._window_start < self.window:
+            return
+        low, self._low, self._window_start = self._low, float("inf"), now
+        self._retarget()
+        previous = self.ratio
+        if low > self.target + self.tolerance:
+            self.ratio = 1.0 - self.step
+        elif low < self.target - self.tolerance:
+            self.ratio = 1.0 + self.step
+        elif (self.ratio < 1.0 and low <= self.target) or (self.ratio > 1.0 and low >= self.target):
+            self.ratio = 1.0
+        if self.ratio != previous and self.ratio != 1.0:
+            self.adjustments += 1
+
+    def _retarget(self) -> None:
+        if len(self._lateness) < 10:
+            return
+        times = np.fromiter((t for t, _ in self._lateness), float)
+        lateness = np.fromiter((late for _, late in self._lateness), float)
+        # The two clocks' drift is a slope, not jitter: it is the rate controller's job.
+        slope, intercept = np.polyfit(times - times[0], lateness, 1)
+        residual = lateness - (slope * (times - times[0]) + intercept)
+        jitter = float(np.percentile(residual, 99) - residual.min())
+        self.target = min(self.max_target, max(self.min_target, jitter + self.tolerance))
+
+    def reset(self) -> None:
+        """Forget the level (an underrun, a refill): no correction until it is seen again.
+        The network's history stays: it is the same network."""
+        self.ratio = 1.0
+        self._window_start = None
+        self._low = float("inf")
 
 
 class PlaybackBuffer:
@@ -41,14 +141,24 @@ class PlaybackBuffer:
     otherwise ``av.AudioResampler``, rebuilt if the incoming format changes) and appends
     it; if more than ``max_buffered`` seconds are then waiting, the oldest go
     (``samples_dropped``, ``drops``). ``take(n)`` hands out at most ``n`` bytes, whole
-    sample frames only.
+    sample frames only. With a ``drift`` controller, each pushed frame is first
+    stretched or squeezed by its :attr:`~DriftController.ratio` (linear interpolation,
+    the fractional sample carried over to the next frame).
     """
 
-    def __init__(self, output: PcmFormat = SPEAKER_FORMAT, *, max_buffered: float = 0.12) -> None:
+    def __init__(
+        self,
+        output: PcmFormat = SPEAKER_FORMAT,
+        *,
+        max_buffered: float = 0.12,
+        drift: DriftController | None = None,
+    ) -> None:
         if max_buffered <= 0:
             raise ValueError(f"max_buffered must be positive, not {max_buffered!r}")
         self.output = output
         self.max_buffered = max_buffered
+        self.drift = drift
+        self._carry = 0.0  # fraction of an output sample owed by the last stretched frame
         self._max_bytes = max(output.bytes_per_frame, output.bytes_for(max_buffered))
         self._buffer = bytearray()
         self._resampler: av.AudioResampler | None = None
@@ -68,7 +178,10 @@ class PlaybackBuffer:
 
     def push(self, frame: av.AudioFrame) -> None:
         self.frames_pushed += 1
-        self._buffer += self._convert(frame)
+        data = self._convert(frame)
+        if self.drift is not None and self.drift.ratio != 1.0:
+            data = self._stretch(data, self.drift.ratio)
+        self._buffer += data
         excess = len(self._buffer) - self._max_bytes
         if excess > 0:
             excess += -excess % self.output.bytes_per_frame
@@ -87,6 +200,25 @@ class PlaybackBuffer:
 
     def clear(self) -> None:
         self._buffer.clear()
+        if self.drift is not None:
+            self.drift.reset()
+
+    def _stretch(self, data: bytes, ratio: float) -> bytes:
+        out = self.output
+        samples = np.frombuffer(data, out.dtype).reshape(-1, out.channels)
+        count = len(samples)
+        if count < 2:
+            return data
+        exact = count * ratio + self._carry
+        wanted = max(1, int(exact))
+        self._carry = exact - wanted
+        positions = np.linspace(0.0, count - 1.0, wanted)
+        stretched = np.empty((wanted, out.channels), np.float64)
+        for channel in range(out.channels):
+            stretched[:, channel] = np.interp(positions, np.arange(count), samples[:, channel])
+        if np.issubdtype(out.dtype, np.integer):
+            stretched = np.rint(stretched)
+        return stretched.astype(out.dtype).tobytes()
 
     def _convert(self, frame: av.AudioFrame) -> bytes:
         out = self.output
@@ -160,7 +292,8 @@ class SpeakerSink(QObject):
         self.device_id = device_id_string(device.id())
         self._description = device.description() or "Speaker"
         self._qt_format, fmt = negotiate_format(device, SPEAKER_FORMAT)
-        self.buffer = PlaybackBuffer(fmt, max_buffered=max_buffered)
+        self.drift = DriftController()
+        self.buffer = PlaybackBuffer(fmt, max_buffered=max_buffered, drift=self.drift)
         self.device_buffer = device_buffer
         self.prebuffer = prebuffer
         self._sink: QAudioSink | None = None
@@ -219,6 +352,7 @@ class SpeakerSink(QObject):
             self.frames_discarded += 1
             return
         self.frames_written += 1
+        self.drift.arrived(frame.samples / frame.sample_rate, time.monotonic())
         self.buffer.push(frame)
         self.flush()
 
@@ -237,6 +371,7 @@ class SpeakerSink(QObject):
             self.bytes_played += max(0, written)
             if self.on_played is not None and written > 0:
                 self.on_played(data[:written], self.format)
+        self.drift.observe(self.buffer.buffered + self.device_delay, time.monotonic())
         if self.buffer.buffered_bytes:
             if not self._timer.isActive():
                 self._timer.start()
@@ -250,6 +385,7 @@ class SpeakerSink(QObject):
         if state == QtAudio.State.IdleState:
             self.underruns += 1
             self._priming = True
+            self.drift.reset()
         elif state == QtAudio.State.StoppedState and error not in (
             QtAudio.Error.NoError,
             QtAudio.Error.UnderrunError,

@@ -14,6 +14,7 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
 from desktop_call.call.ice import IceConfig, IceServer
+from desktop_call.call.jitter import AudioJitterBuffer
 from desktop_call.call.session import (
     CallOptions,
     CallSession,
@@ -109,6 +110,18 @@ async def test_two_sessions_connect_and_media_flows_both_ways(server):
             assert await frames_from(video[0], 10) == 10
             assert await frames_from(audio[0], 10) == 10
         assert a.state is b.state is CallState.CONNECTED
+
+
+@pytest.mark.parametrize("immediate", [True, False])
+async def test_audio_is_decoded_on_arrival_unless_asked_otherwise(server, immediate):
+    async with two_party_call(server.url, immediate_audio=immediate) as (a, b, ra, rb):
+        assert await frames_from(rb.tracks("audio")[0], 10) == 10
+        (link,) = b._links.values()
+        (receiver,) = [t.receiver for t in link.pc.getTransceivers() if t.kind == "audio"]
+        buffer = receiver._RTCRtpReceiver__jitter_buffer
+        assert isinstance(buffer, AudioJitterBuffer) is immediate
+        if immediate:
+            assert buffer.packets >= 10
 
 
 async def test_both_sides_show_the_same_verification_code(server):
