@@ -986,7 +986,9 @@ class MicrophoneSource(QObject):
             return
         audio = QAudioSource(self.device, self._qt_format, self)
         audio.setBufferSize(self.format.bytes_for(self.device_buffer))
-        audio.stateChanged.connect(self._on_state)
+        # The state is read, not taken from the signal: PySide6 6.11 cannot convert the
+        # signal's QAudio::State argument for any Python slot (a TypeError per change).
+        audio.stateChanged.connect(lambda: self._on_state(audio.state()))
         self._audio = audio
         io = audio.start()
         if io is None or audio.error() != QtAudio.Error.NoError:

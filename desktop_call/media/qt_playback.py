@@ -336,7 +336,9 @@ class SpeakerSink(QObject):
             return False
         sink = QAudioSink(self.device, self._qt_format, self)
         sink.setBufferSize(self.format.bytes_for(self.device_buffer))
-        sink.stateChanged.connect(self._on_state)
+        # The state is read, not taken from the signal: PySide6 6.11 cannot convert the
+        # signal's QAudio::State argument for any Python slot (a TypeError per change).
+        sink.stateChanged.connect(lambda: self._on_state(sink.state()))
         self._sink = sink
         io = sink.start()
         if io is None or sink.error() != QtAudio.Error.NoError:
