@@ -129,6 +129,7 @@ def test_two_app_instances_on_virtual_devices_carry_a_tone_both_ways_without_ech
             app.wait(CALL_SECONDS + 60)
             log = (tmp_path / f"{name}.log").read_text(errors="replace")
             assert app.returncode == 0, log[-3000:]
+            assert "uncaught error" not in log, log[-3000:]  # e.g. a device signal's slot
     finally:
         for app in apps.values():
             if app.poll() is None:
