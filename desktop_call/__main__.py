@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--headless", action="store_true", help="run a call with no window")
     call = parser.add_argument_group("calls")
     target = call.add_mutually_exclusive_group()
+    parser.add_argument(
+        "link",
+        nargs="?",
+        metavar="LINK",
+        help="a call link to open (what a clicked dcall:// link passes): the app opens "
+        "and joins it; with --headless, the same as --join",
+    )
     target.add_argument("--join", metavar="ID_OR_LINK", help="call ID or dcall:// link to join")
     target.add_argument(
         "--create",
@@ -59,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.port is not None and not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a port")
+    if args.link is not None and (args.join or args.create):
+        parser.error("give a link, or --join, or --create: one of them")
+    if args.link is not None and args.headless:
+        args.join, args.link = args.link, None
     if args.headless:
         if not (args.join or args.create):
             parser.error("--headless needs --join ID_OR_LINK or --create")

@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, Qt
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
 from desktop_call import APP_NAME, __version__
@@ -112,6 +112,10 @@ class DesktopCallApp(QObject):
         self._done = asyncio.Event()
         self._call_closed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: A dcall:// link handed to us before the home window was up (macOS sends the
+        #: clicked link as an event, maybe before the loop runs; elsewhere, argv).
+        self._pending_link: str | None = getattr(args, "link", None)
+        qapp.installEventFilter(self)
 
     # -------------------------------------------------------------------- running
 
@@ -123,6 +127,9 @@ class DesktopCallApp(QObject):
             if self.args.join:
                 return await self._run_direct(self.args.join)
             self._show_home()
+            if self._pending_link is not None:
+                link, self._pending_link = self._pending_link, None
+                self.open_link(link)
             self.qapp.lastWindowClosed.connect(self._done.set)
             await self._done.wait()
             if self.controller is not None:
@@ -203,6 +210,33 @@ class DesktopCallApp(QObject):
             return
         call_id = new_call_id()
         self.home.show_new_call(make_call_link(server, call_id), call_id)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        """macOS hands a clicked dcall:// link to the running app as a FileOpen event."""
+        if event.type() == QEvent.Type.FileOpen and watched is self.qapp:
+            url = event.url().toString()  # type: ignore[attr-defined]
+            if url:
+                if self.home is None or self.args.join:
+                    self._pending_link = url
+                else:
+                    self.open_link(url)
+                return True
+        return super().eventFilter(watched, event)
+
+    def open_link(self, text: str) -> None:
+        """Join the call a clicked link names, from the home window; a bad link says why
+        there, and a call in progress is left alone (the call window says so)."""
+        if self.window is not None:
+            self._notify_call("Hang up first to join the call of the link you opened.")
+            return
+        try:
+            target = parse_call_target(text)
+        except InvalidCallTarget as exc:
+            if self.home is not None:
+                self.home.show()
+                self.home.show_error(f"The link you opened is not a call: {exc}")
+            return
+        self._join_from_home(target)
 
     def _join_from_home(self, target: CallTarget) -> None:
         self._spawn(self._start_call(target))  # errors reach the home window (_task_done)

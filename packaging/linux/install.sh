@@ -6,7 +6,7 @@
 #   ./install.sh --uninstall  (or --system --uninstall)
 #
 # Two desktop entries: "Desktop Call" in the menu, and a hidden one that
-# xdg-open / browsers use for dcall:// links (Exec=desktop-call --join %u).
+# xdg-open / browsers use for dcall:// links (Exec=desktop-call %u: the app opens and joins).
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)

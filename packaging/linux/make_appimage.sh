@@ -37,7 +37,6 @@ cat >"$APPDIR/AppRun" <<'APPRUN'
 #!/bin/sh
 HERE=$(dirname "$(readlink -f "$0")")
 case "${1:-}" in
-    dcall://*) exec "$HERE/usr/desktop-call/desktop-call" --join "$@" ;;
     --server-only) shift; exec "$HERE/usr/desktop-call/desktop-call-server" "$@" ;;
     *) exec "$HERE/usr/desktop-call/desktop-call" "$@" ;;
 esac

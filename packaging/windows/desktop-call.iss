@@ -64,7 +64,7 @@ Name: "{autodesktop}\{#AppName}"; Filename: "{app}\{#AppExe}"; Tasks: desktopico
 Root: HKA; Subkey: "Software\Classes\dcall"; ValueType: string; ValueName: ""; ValueData: "URL:Desktop Call link"; Flags: uninsdeletekey
 Root: HKA; Subkey: "Software\Classes\dcall"; ValueType: string; ValueName: "URL Protocol"; ValueData: ""
 Root: HKA; Subkey: "Software\Classes\dcall\DefaultIcon"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"",0"
-Root: HKA; Subkey: "Software\Classes\dcall\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"" --join ""%1"""
+Root: HKA; Subkey: "Software\Classes\dcall\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"" ""%1"""
 
 [Run]
 Filename: "{app}\{#AppExe}"; Description: "{cm:LaunchProgram,{#AppName}}"; Flags: nowait postinstall skipifsilent

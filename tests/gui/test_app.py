@@ -12,7 +12,7 @@ from desktop_call.call.ice import IceConfig
 from desktop_call.call.session import CallOptions, CallSession
 from desktop_call.call.state import CallState
 from desktop_call.media.sources import TestPatternTrack, ToneTrack
-from desktop_call.signaling.ids import parse_call_target
+from desktop_call.signaling.ids import make_call_link, parse_call_target
 from desktop_call.ui.app import DesktopCallApp
 from desktop_call.ui.runtime import run_qt
 from desktop_call.ui.settings import Settings, save_settings
@@ -195,3 +195,38 @@ def test_retry_after_a_refusal_starts_the_same_call_again(qapp, tmp_path):
         return states
 
     assert run_qt(qapp, scenario()) == ["failed", "connected"]
+
+
+def test_an_opened_link_joins_from_home_and_a_bad_one_says_why(qapp, tmp_path):
+    """What a clicked dcall:// link does: macOS sends the running app a FileOpen event;
+    elsewhere the link is the app's argument (the same path: ``args.link``)."""
+    from PySide6.QtCore import QCoreApplication, QUrl
+    from PySide6.QtGui import QFileOpenEvent
+
+    store = QSettings(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+    save_settings(store, Settings(display_name="Ana", ice_servers="none"))
+
+    async def scenario() -> dict:
+        app = DesktopCallApp(qapp, store, app_args(link="dcall://no-such-place"))
+        running = asyncio.ensure_future(app.run())
+        await until(lambda: app.home is not None and app.home.isVisible())
+        bad = app.home.error_label.text()
+        assert app.window is None
+        link = make_call_link(app.embedded.link_url, "7k3m-q9vd-x2ha")
+        QCoreApplication.sendEvent(qapp, QFileOpenEvent(QUrl(link)))
+        await until(lambda: app.window is not None and app.window.isVisible())
+        room = app.controller.session.options.room_url
+        # A second link during the call does not hang it up.
+        other = make_call_link(app.embedded.link_url, "aaaa-bbbb-cccc")
+        QCoreApplication.sendEvent(qapp, QFileOpenEvent(QUrl(other)))
+        still = app.controller.session.options.room_url
+        app.window.close()
+        await until(lambda: app.window is None)
+        app.home.close()
+        assert await asyncio.wait_for(running, 10) == 0
+        return {"bad": bad, "room": room, "still": still}
+
+    seen = run_qt(qapp, scenario())
+    assert "not a call" in seen["bad"]
+    assert seen["room"].endswith("/rooms/7k3m-q9vd-x2ha")
+    assert seen["still"] == seen["room"]

@@ -112,6 +112,7 @@ async def test_create_hosts_a_call_that_another_process_joins(tmp_path):
     ("args", "message"),
     [
         (["--join", "not a call!"], "not a call ID"),
+        (["not a call!"], "not a call ID"),  # a link as the argument is --join's
         (["--join", "abcd", "--resolution", "big"], "is not WxH"),
         (["--join", "abcd", "--source", "camera"], "use testpattern, tone or file:PATH"),
         (["--join", "abcd", "--source", "file:/nonexistent/clip.mp4"], "no such file"),
@@ -124,6 +125,11 @@ async def test_bad_input_gets_a_clear_message_and_a_usage_exit(args, message):
     assert code == 64, (code, out, err)
     assert message in err
     assert "Traceback" not in err
+
+
+async def test_a_link_and_join_together_are_refused():
+    code, out, err = await run_app("7k3m-q9vd-x2ha", "--join", "7k3m-q9vd-x2ha", timeout=30)
+    assert code == 2 and "give a link, or --join, or --create" in err
 
 
 async def test_a_full_room_fails_with_the_reason(server, tmp_path):

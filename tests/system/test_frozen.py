@@ -286,7 +286,7 @@ def test_install_script_registers_the_menu_entry_and_dcall_links(tmp_path):
     assert (prefix / APP_NAME).is_file()
     assert (home / ".local" / "bin" / APP_NAME).resolve() == (prefix / APP_NAME).resolve()
     handler = (apps / "desktop-call-url.desktop").read_text()
-    assert f"Exec={prefix}/desktop-call --join %u" in handler
+    assert f"Exec={prefix}/desktop-call %u" in handler
     assert "MimeType=x-scheme-handler/dcall;" in handler
     assert f"Exec={prefix}/desktop-call\n" in (apps / "desktop-call.desktop").read_text()
     assert (home / ".local/share/icons/hicolor/256x256/apps/desktop-call.png").is_file()
