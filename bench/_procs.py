@@ -333,8 +333,9 @@ def running(spec: ServerSpec, log_dir: Path) -> Iterator[Server]:
 # the servers of this benchmark
 
 
-def ours_spec(name: str, module: str, loop: str) -> ServerSpec:
-    """The project's room server: ``python -m <module> --loop <loop>``, ready on /healthz."""
+def ours_spec(name: str, module: str, loop: str, extra: tuple[str, ...] = ()) -> ServerSpec:
+    """The project's room server: ``python -m <module> --loop <loop> [extra]``, ready on
+    /healthz. Later options in ``extra`` override the defaults here (argparse: last wins)."""
 
     def argv(port: int) -> list[str]:
         return [
@@ -349,6 +350,12 @@ def ours_spec(name: str, module: str, loop: str) -> ServerSpec:
             loop,
             "--capacity",
             "2",
+            # thousands of clients from 127.0.0.1: the per-address limits would refuse them
+            "--max-connections-per-ip",
+            "0",
+            "--connection-rate-per-ip",
+            "0",
+            *extra,
         ]
 
     return ServerSpec(

@@ -3,11 +3,19 @@
 ``--ice-servers default|none|URL[,URL…]``; TURN URLs take ``--turn-username`` and
 ``--turn-credential`` (or credentials the room server hands out in ``welcome``).
 aiortc uses one STUN and one TURN server per connection: the first of each kind.
+
+Servers the room server issues (``welcome.ice_servers``, see docs/protocol.md) are
+parsed by :func:`issued_ice_servers` and merged by :meth:`IceConfig.rtc_configuration`:
+the person's own list first, then the issued servers not already in it. Order is
+precedence, so a TURN server someone configured wins over the issued one (aiortc
+takes the first TURN URL), and the issued one is used when they configured none.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +26,20 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 __all__ = [
     "DEFAULT_STUN",
     "IceConfig",
+    "IceServer",
     "InvalidIceConfig",
     "bound_gathering",
+    "issued_ice_servers",
+    "merge_ice_servers",
     "parse_ice_servers",
 ]
 
+log = logging.getLogger("desktop_call.call.ice")
+
 DEFAULT_STUN = "stun:stun.l.google.com:19302"
+#: Bounds on what a room server may hand out (more is ignored, with a log line).
+MAX_ISSUED_URLS = 16
+MAX_ISSUED_TEXT = 1024
 
 
 class InvalidIceConfig(ValueError):
@@ -53,11 +69,12 @@ class IceConfig:
         if self.relay_only and not any(s.is_turn for s in self.servers):
             raise InvalidIceConfig("Relay-only needs a TURN server (turn: or turns: URL).")
 
-    def rtc_configuration(self) -> RTCConfiguration:
+    def rtc_configuration(self, issued: Iterable[IceServer] = ()) -> RTCConfiguration:
+        """aiortc's configuration: these servers, then the ``issued`` ones not already here."""
         return RTCConfiguration(
             iceServers=[
                 RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
-                for s in self.servers
+                for s in merge_ice_servers(self.servers, issued)
             ],
             iceTransportPolicy=(
                 RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
@@ -91,6 +108,75 @@ def parse_ice_servers(
             servers.append(IceServer(url, username, credential))
         else:
             servers.append(IceServer(url))
+    return tuple(servers)
+
+
+def merge_ice_servers(
+    configured: Iterable[IceServer], issued: Iterable[IceServer]
+) -> tuple[IceServer, ...]:
+    """The configured servers, then the issued ones whose URL is not configured already.
+
+    Order is precedence (aiortc uses the first STUN and the first TURN URL): what a
+    person set up wins; the room server's TURN fills in when they have none. A URL
+    someone configured keeps their credentials even if the server issues it too.
+    """
+    merged = list(configured)
+    urls = {server.url for server in merged}
+    for server in issued:
+        if server.url not in urls:
+            merged.append(server)
+            urls.add(server.url)
+    return tuple(merged)
+
+
+def issued_ice_servers(value: object) -> tuple[IceServer, ...]:
+    """The servers a room server offers in ``welcome.ice_servers`` (W3C RTCIceServer shape).
+
+    ``[{"urls": str | [str], "username"?: str, "credential"?: str}, ...]``. Anything
+    malformed is logged and left out (an entry, or a URL of an entry); it never fails:
+    a call without the server's TURN is still a call. ``None`` (no field) gives ``()``.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        log.warning("ignored welcome.ice_servers: not a list (%s)", type(value).__name__)
+        return ()
+    servers: list[IceServer] = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            log.warning("ignored an ice_servers entry: not an object")
+            continue
+        urls = entry.get("urls")
+        urls = [urls] if isinstance(urls, str) else urls
+        username, credential = entry.get("username"), entry.get("credential")
+        if (
+            not isinstance(urls, list)
+            or not all(isinstance(url, str) for url in urls)
+            or not all(v is None or isinstance(v, str) for v in (username, credential))
+            or any(
+                len(text) > MAX_ISSUED_TEXT for text in (*urls, username or "", credential or "")
+            )
+        ):
+            log.warning(
+                "ignored an ice_servers entry: 'urls', 'username' or 'credential' ill-typed"
+            )
+            continue
+        for url in urls:
+            if len(servers) >= MAX_ISSUED_URLS:
+                log.warning("ignored ice_servers beyond the first %d URLs", MAX_ISSUED_URLS)
+                return tuple(servers)
+            try:
+                scheme = parse_stun_turn_uri(url)["scheme"]
+            except ValueError as exc:
+                log.warning("ignored the issued ICE server %r: %s", url[:100], exc)
+                continue
+            if scheme in ("turn", "turns"):
+                if not username or not credential:
+                    log.warning("ignored the issued TURN server %r: no credentials", url[:100])
+                    continue
+                servers.append(IceServer(url, username, credential))
+            else:
+                servers.append(IceServer(url))
     return tuple(servers)
 
 

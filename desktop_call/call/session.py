@@ -419,7 +419,7 @@ class CallSession:
     # -------------------------------------------------------------- negotiation
 
     def _new_link(self, peer_id: str, offerer: bool) -> _Link:
-        pc = RTCPeerConnection(self.options.ice.rtc_configuration())
+        pc = RTCPeerConnection(self.options.ice.rtc_configuration(self._signaling.ice_servers))
         link = _Link(peer_id, offerer, pc)
         for track in self._local_tracks:
             proxy = self._relay.subscribe(track, buffered=False)

@@ -38,6 +38,9 @@ What it does for its caller:
   codes, and an HTTP 4xx refusal of the handshake) end the client: one
   :class:`Fatal` event, the last one, and no further connection attempt.
   ``unknown-peer`` is not fatal: a :class:`ServerError` event, the connection stays.
+* **ICE servers.** ``client.ice_servers`` holds the STUN/TURN servers (with fresh TURN
+  credentials) of the last ``welcome``'s optional ``ice_servers`` field, an extension of
+  our server (docs/protocol.md); a malformed field is logged and ignored.
 * **Bad data.** A server frame that is not JSON or not a known message is logged,
   counted in ``client.bad_frames`` and ignored.
 * **Ownership.** :meth:`SignalingClient.close` (also on ``async with`` exit, also when
@@ -89,6 +92,8 @@ from desktop_call.signaling.protocol import (
     decode_server,
     encode,
 )
+
+from .ice import IceServer, issued_ice_servers
 
 __all__ = [
     "GONE",
@@ -394,6 +399,8 @@ class SignalingClient:
         self.bad_frames = 0
         #: Connection attempts made so far (the first one included).
         self.attempts = 0
+        #: STUN/TURN servers the room server issued in the last ``welcome`` (often none).
+        self.ice_servers: tuple[IceServer, ...] = ()
 
     # ---------------------------------------------------------------- queries
 
@@ -672,6 +679,7 @@ class SignalingClient:
         resumed = old_id is not None and welcome.id == old_id
         self._peer_id = welcome.id
         self._resume = welcome.resume
+        self.ice_servers = issued_ice_servers(welcome.extra.get("ice_servers"))
         before = self._peers
         self._peers = {peer.id: peer for peer in welcome.peers}
         if old_id is not None and not resumed and self._outbox:

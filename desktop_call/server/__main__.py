@@ -15,6 +15,7 @@ from desktop_call import __version__
 from desktop_call.signaling.ids import DEFAULT_PORT
 
 from .app import RoomServer, ServerConfig
+from .turn import DEFAULT_TTL
 
 try:
     import resource
@@ -22,6 +23,7 @@ except ImportError:  # Windows: no descriptor limit to raise
     resource = None  # type: ignore[assignment]
 
 TOKEN_ENV = "DESKTOP_CALL_SERVER_TOKEN"
+TURN_SECRET_ENV = "DESKTOP_CALL_TURN_SECRET"
 
 
 def _positive(kind: type[int] | type[float]):
@@ -32,6 +34,19 @@ def _positive(kind: type[int] | type[float]):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+
+    return parse
+
+
+def _non_negative(kind: type[int] | type[float]):
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more (0: no limit)")
         return value
 
     return parse
@@ -77,6 +92,68 @@ def build_parser() -> argparse.ArgumentParser:
         dest="origins",
         help="allowed Origin header (repeatable; default: any)",
     )
+    turn = parser.add_argument_group(
+        "TURN credentials",
+        "hand out short-lived TURN credentials in every welcome (coturn's use-auth-secret: "
+        "run turnserver with --use-auth-secret --static-auth-secret=<the same secret>)",
+    )
+    secret = turn.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--turn-secret",
+        help=f"the secret shared with the TURN server (or set ${TURN_SECRET_ENV}; "
+        "better --turn-secret-file: a command line is visible to other users)",
+    )
+    secret.add_argument(
+        "--turn-secret-file",
+        metavar="PATH",
+        help="read the secret from this file (its first line)",
+    )
+    turn.add_argument(
+        "--turn-url",
+        action="append",
+        dest="turn_urls",
+        metavar="URL",
+        help="turn:/turns:/stun: URL given to clients, e.g. turn:turn.example.org:3478"
+        "?transport=udp (repeatable)",
+    )
+    turn.add_argument(
+        "--turn-ttl",
+        type=_positive(float),
+        default=DEFAULT_TTL,
+        metavar="SECONDS",
+        help="how long a credential stays valid (default: %(default)g, 12 hours)",
+    )
+    limits = parser.add_argument_group(
+        "limits per address", "an address is an IPv4 address or an IPv6 /64; 0 turns a limit off"
+    )
+    limits.add_argument(
+        "--max-connections-per-ip",
+        type=_non_negative(int),
+        default=100,
+        metavar="N",
+        help="open connections per address (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--connection-rate-per-ip",
+        type=_non_negative(float),
+        default=20.0,
+        metavar="PER_S",
+        help="new connections per second per address, sustained (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--connection-burst-per-ip",
+        type=_positive(int),
+        default=100,
+        metavar="N",
+        help="new connections per address in a burst (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--limit-exempt",
+        action="append",
+        metavar="CIDR",
+        help="network the limits do not apply to, e.g. a reverse proxy, or 127.0.0.0/8 "
+        "(repeatable; default: none, loopback included)",
+    )
     parser.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
@@ -100,6 +177,38 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise SystemExit(f"desktop-call-server: --port {args.port} is not a port")
     if args.grace < 0:
         raise SystemExit("desktop-call-server: --grace cannot be negative")
+    turn_secret = _turn_secret(args)
+    try:
+        return _config(args, token, turn_secret)
+    except ValueError as exc:
+        raise SystemExit(f"desktop-call-server: {exc}") from None
+
+
+def _turn_secret(args: argparse.Namespace) -> str | None:
+    if args.turn_secret_file:
+        try:
+            with open(args.turn_secret_file, encoding="utf-8") as f:
+                secret = f.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(
+                f"desktop-call-server: cannot read --turn-secret-file {args.turn_secret_file}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        if not secret:
+            raise SystemExit(
+                f"desktop-call-server: --turn-secret-file {args.turn_secret_file} is empty"
+            )
+        return secret
+    if args.turn_secret is not None:
+        if not args.turn_secret.strip():
+            raise SystemExit("desktop-call-server: --turn-secret is empty")
+        return args.turn_secret
+    # The variable only counts with --turn-url (a stray one must not change a plain server).
+    env = os.environ.get(TURN_SECRET_ENV, "").strip()
+    return env if env and args.turn_urls else None
+
+
+def _config(args: argparse.Namespace, token: str | None, turn_secret: str | None) -> ServerConfig:
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -111,6 +220,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         certfile=args.cert,
         keyfile=args.key,
         origins=tuple(args.origins) if args.origins else None,
+        turn_secret=turn_secret,
+        turn_urls=tuple(args.turn_urls or ()),
+        turn_ttl=args.turn_ttl,
+        max_connections_per_ip=args.max_connections_per_ip,
+        connection_rate_per_ip=args.connection_rate_per_ip,
+        connection_burst_per_ip=args.connection_burst_per_ip,
+        limit_exempt=tuple(args.limit_exempt or ()),
     )
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import ssl
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -49,7 +51,9 @@ from desktop_call.signaling.protocol import (
     encode,
 )
 
+from .limits import Admission, ConnectionLimiter, Outcome, parse_networks
 from .rooms import Close, Event, Registry, RegistryConfig, Send
+from .turn import DEFAULT_TTL, ICE_SERVERS_FIELD, TurnRest
 
 __all__ = ["RoomServer", "ServerConfig"]
 
@@ -82,10 +86,49 @@ class ServerConfig:
     origins: tuple[str, ...] | None = None  # Origin allow-list (None: any)
     certfile: str | None = None
     keyfile: str | None = None
+    # TURN REST credentials in every welcome (coturn's use-auth-secret); see turn.py.
+    turn_secret: str | None = field(default=None, repr=False)  # never in a log line
+    turn_urls: tuple[str, ...] = ()
+    turn_ttl: float = DEFAULT_TTL
+    # Per-address limits (IPv4 address or IPv6 /64; 0: no limit); see limits.py.
+    max_connections_per_ip: int = 100
+    connection_rate_per_ip: float = 20.0  # new connections per second, sustained
+    connection_burst_per_ip: int = 100
+    limit_exempt: tuple[str, ...] = ()  # CIDR networks the limits do not apply to
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work, with a message naming the setting."""
+        if self.turn_secret is not None or self.turn_urls:
+            if self.turn_secret is None:
+                raise ValueError(
+                    "--turn-url needs a TURN secret (--turn-secret or --turn-secret-file)"
+                )
+            self.turn_rest  # noqa: B018  (validates)
+        if self.max_connections_per_ip < 0:
+            raise ValueError("the connection limit per IP cannot be negative (0: no limit)")
+        if self.connection_rate_per_ip < 0 or not math.isfinite(self.connection_rate_per_ip):
+            raise ValueError("the connection rate per IP must be a number >= 0 (0: no limit)")
+        if self.connection_burst_per_ip < 1 and self.connection_rate_per_ip > 0:
+            raise ValueError("the connection burst per IP must be at least 1")
+        parse_networks(self.limit_exempt)
 
     @property
     def tls(self) -> bool:
         return self.certfile is not None
+
+    @property
+    def turn_rest(self) -> TurnRest | None:
+        if self.turn_secret is None:
+            return None
+        return TurnRest(self.turn_secret, tuple(self.turn_urls), self.turn_ttl)
+
+    def limiter(self) -> ConnectionLimiter:
+        return ConnectionLimiter(
+            self.max_connections_per_ip,
+            self.connection_rate_per_ip,
+            self.connection_burst_per_ip,
+            parse_networks(self.limit_exempt),
+        )
 
 
 class _WebSocket(ServerProtocol):
@@ -107,6 +150,7 @@ class _WebSocket(ServerProtocol):
 
 class _Connection(asyncio.Protocol):
     __slots__ = (
+        "_admission",
         "_fragments",
         "_fragments_binary",
         "_joined",
@@ -143,6 +187,7 @@ class _Connection(asyncio.Protocol):
         self._tokens_at = 0.0
         self._pong_due = False
         self._timer: asyncio.TimerHandle | None = None
+        self._admission: Admission | None = None  # by the per-address limits
 
     # ------------------------------------------------------------ transport events
 
@@ -152,8 +197,23 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if peer else ""
         transport.set_write_buffer_limits(high=self.server.config.max_write_buffer)
-        self.server._connections.add(self)
-        self._set_timer(self.server.config.handshake_timeout, self._abort)
+        server = self.server
+        server._connections.add(self)
+        if server._limiter.enabled:
+            self._admission = admission = server._limiter.admit(self.peer_ip, server._now())
+            if admission.report:
+                log.warning(
+                    _line(
+                        "refused",
+                        reason=admission.outcome.value,
+                        ip=self.peer_ip,
+                        count=admission.report,
+                    )
+                )
+            if admission.outcome is Outcome.CUT:
+                transport.abort()
+                return
+        self._set_timer(server.config.handshake_timeout, self._abort)
 
     def data_received(self, data: bytes) -> None:
         if self._unparsed == 0 and self._fragments is None and self.ws.state is State.OPEN:
@@ -165,10 +225,13 @@ class _Connection(asyncio.Protocol):
                     break  # anything else, from here on, is the parser's
                 payload, offset = frame
                 if not self._tokens_take_or_fail():
-                    return
+                    break  # rate-limited: the connection is closing
                 self._message(payload, False)
                 if self.ws.state is not State.OPEN or self._released:
-                    return  # that message closed the connection
+                    break  # that message closed the connection
+            # After a close, the rest still goes to the parser: it may hold the client's
+            # own close frame (a leave then a close, in one read), which completes the
+            # closing handshake now rather than at the close timeout.
             if offset == end:
                 return
             data = data[offset:]  # the parser starts at a frame boundary
@@ -200,6 +263,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self.server._connections.discard(self)
+        if self._admission is not None:
+            self.server._limiter.release(self._admission, self.server._now())
+            self._admission = None
         if not self._released:
             self._released = True
             if self._joined:
@@ -215,6 +281,9 @@ class _Connection(asyncio.Protocol):
     # ----------------------------------------------------------------- handshake
 
     def _handshake(self, request: Request) -> None:
+        if self._admission is not None and self._admission.outcome.refused:
+            self._refuse(self._admission.outcome)
+            return
         path = urlsplit(request.path).path
         if path == "/healthz":
             self._respond_json(200, "OK", self.server.stats())
@@ -235,6 +304,25 @@ class _Connection(asyncio.Protocol):
             )
             return
         self._set_timer(self.server.config.join_timeout, self._join_timeout)
+
+    def _refuse(self, outcome: Outcome) -> None:
+        """HTTP 429 for an address over its limits; clients retry later (Retry-After)."""
+        config = self.server.config
+        if outcome is Outcome.TOO_MANY:
+            text = (
+                f"Too many connections from your address (at most "
+                f"{config.max_connections_per_ip} at once); close some and try again.\n"
+            )
+            retry = 5
+        else:
+            text = (
+                f"Too many new connections from your address (at most "
+                f"{config.connection_rate_per_ip:g} per second); try again shortly.\n"
+            )
+            retry = max(1, math.ceil(1 / config.connection_rate_per_ip))
+        response = self.ws.reject(429, text)
+        response.headers["Retry-After"] = str(retry)
+        self.ws.send_response(response)
 
     def _respond_json(self, status: int, reason: str, body: dict[str, Any]) -> None:
         payload = json.dumps(body).encode()
@@ -496,16 +584,26 @@ def _line(event: str, **fields: Any) -> str:
 class RoomServer:
     """The room server on one listening socket. Use as ``async with RoomServer(cfg) as srv``."""
 
-    def __init__(self, config: ServerConfig | None = None, registry: Registry | None = None):
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        registry: Registry | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         self.config = config or ServerConfig()
+        self._wall_clock = wall_clock  # Unix time, for TURN credentials' expiry
+        self._turn = self.config.turn_rest
         self.registry = registry or Registry(
             RegistryConfig(
                 capacity=self.config.capacity,
                 grace=self.config.grace,
                 queue_limit=self.config.queue_limit,
                 token=self.config.token,
-            )
+            ),
+            welcome_extra=self._welcome_extra if self._turn is not None else None,
         )
+        self._limiter = self.config.limiter()
         self._loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -587,12 +685,18 @@ class RoomServer:
             "peers": self.registry.peers,
             "peers_in_grace": self.registry.peers_in_grace,
             "connections": len(self._connections),
+            "refused": self._limiter.refused,
         }
 
     # ---------------------------------------------------------------- internals
 
     def _now(self) -> float:
         return self._loop.time()
+
+    def _welcome_extra(self, room_id: str, peer_id: str) -> dict[str, Any]:
+        """Fields added to every welcome (join and resume): fresh TURN credentials."""
+        assert self._turn is not None
+        return {ICE_SERVERS_FIELD: self._turn.ice_servers(peer_id, self._wall_clock())}
 
     def _dispatch(self, actions: list[Send | Close | Event]) -> None:
         for action in actions:

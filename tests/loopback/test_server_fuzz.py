@@ -135,6 +135,10 @@ class World:
                 ping_interval=20.0,
                 ping_timeout=20.0,
                 close_timeout=2.0,
+                # Hundreds of connections a second from 127.0.0.1: the per-address
+                # limits (tests/loopback/test_server_abuse.py) are not under test.
+                max_connections_per_ip=0,
+                connection_rate_per_ip=0,
             )
         )
         await self.server.start()
