@@ -6,6 +6,9 @@
   tests); ``--duration`` hangs up after that many seconds, ``--report`` writes JSON.
 - ``desktop-call --headless --join ID_OR_LINK`` / ``--create``: a call with no
   window (:mod:`desktop_call.headless`).
+- ``desktop-call --check [--server URL]``: test the room server and the STUN/TURN
+  servers, print what will and won't work, exit 0 if calls can work, 1 if not, 64
+  for bad input (:mod:`desktop_call.netcheck`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog=APP_NAME, description="Peer-to-peer video calls.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--headless", action="store_true", help="run a call with no window")
-    call = parser.add_argument_group("calls")
-    target = call.add_mutually_exclusive_group()
     parser.add_argument(
         "link",
         nargs="?",
@@ -34,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a call link to open (what a clicked dcall:// link passes): the app opens "
         "and joins it; with --headless, the same as --join",
     )
+    parser.add_argument("--headless", action="store_true", help="run a call with no window")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="test the connection (room server, STUN, TURN) and exit: 0 when calls can "
+        "work, 1 when they cannot, 64 for bad input; --report - prints JSON",
+    )
+    call = parser.add_argument_group("calls")
+    target = call.add_mutually_exclusive_group()
     target.add_argument("--join", metavar="ID_OR_LINK", help="call ID or dcall:// link to join")
     target.add_argument(
         "--create",
@@ -70,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give a link, or --join, or --create: one of them")
     if args.link is not None and args.headless:
         args.join, args.link = args.link, None
+    if args.check:
+        if args.headless or args.join or args.create:
+            parser.error("--check runs alone: not with --headless, --join or --create")
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+        from desktop_call import netcheck
+
+        return netcheck.main(args)
     if args.headless:
         if not (args.join or args.create):
             parser.error("--headless needs --join ID_OR_LINK or --create")

@@ -257,6 +257,7 @@ class DesktopCallApp(QObject):
             cameras=[(d.id, d.description) for d in devices.cameras()] if devices else (),
             microphones=[(d.id, d.description) for d in devices.microphones()] if devices else (),
             speakers=[(d.id, d.description) for d in devices.speakers()] if devices else (),
+            embedded_url=self.embedded.url if self.embedded else None,
             parent=self.home,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -4,6 +4,7 @@ An invalid field is outlined in red with a plain message under it, and OK stays
 disabled until it is fixed. ``result_settings()`` returns the edited, validated
 settings (recent calls carried over unchanged). Devices are offered from lists
 of ``(id, description)`` the app passes in; "System default" is always first.
+"Test connection" checks the values in the dialog, saved or not (connection_test.py).
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_call.call.ice import InvalidIceConfig
+from desktop_call.call.ice import IceConfig, InvalidIceConfig
 from desktop_call.signaling.ids import InvalidCallTarget, parse_server_url
 from desktop_call.signaling.protocol import MAX_NAME_CHARS
 from desktop_call.ui import theme
+from desktop_call.ui.connection_test import ConnectionTest
 from desktop_call.ui.settings import CODECS, RESOLUTIONS, Settings
 
 __all__ = ["SettingsDialog"]
@@ -76,12 +78,15 @@ class SettingsDialog(QDialog):
         cameras: Devices = (),
         microphones: Devices = (),
         speakers: Devices = (),
+        embedded_url: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.original = settings
         self.errors: dict[str, str] = {}
+        #: Where this computer's room server answers, if it runs (tested in "This computer" mode).
+        self.embedded_url = embedded_url
         self._build(cameras, microphones, speakers)
         self._load(settings)
         self._connect()
@@ -169,6 +174,8 @@ class SettingsDialog(QDialog):
         network_form.addRow("", self.relay_check)
         network_form.addRow("", self.ice_error)
 
+        self.connection_test = ConnectionTest(self._test_values)
+
         # Audio and video
         self.codec_combo = QComboBox()
         self.codec_combo.setAccessibleName("Preferred video codec")
@@ -194,7 +201,7 @@ class SettingsDialog(QDialog):
 
         content = QWidget()
         column = QVBoxLayout(content)
-        for group in (you, server, network, media):
+        for group in (you, server, network, self.connection_test, media):
             column.addWidget(group)
         column.addStretch(1)
         scroll = QScrollArea()
@@ -350,6 +357,7 @@ class SettingsDialog(QDialog):
             theme.set_flag(widget, "invalid", widget in marked)
         valid = not self.errors
         self.ok_button.setEnabled(valid)
+        self.connection_test.set_available(valid)
         count = len(self.errors)
         self.summary.setText(
             ""
@@ -380,3 +388,17 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         if self.validate():
             super().accept()
+
+    def done(self, result: int) -> None:
+        """Closing (OK, Cancel, Esc, the window's X) cancels a running connection test."""
+        self.connection_test.close_down()
+        super().done(result)
+
+    def _test_values(self) -> tuple[str | None, IceConfig, str | None]:
+        """What "Test connection" checks: the values as they are now, saved or not."""
+        candidate = self._collect()
+        if self._check(candidate):
+            raise ValueError("Fix the problems shown in red first.")
+        if candidate.server_mode == "remote":
+            return candidate.server_url(), candidate.ice_config(), candidate.server_token or None
+        return self.embedded_url, candidate.ice_config(), None
