@@ -16,6 +16,7 @@ reading (its send buffer passes ``max_write_buffer``) is dropped as unclean.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import math
@@ -62,6 +63,8 @@ _ws_log = logging.getLogger("desktop_call.server.websocket")  # quiet unless ask
 _ws_log.setLevel(logging.WARNING)
 
 ROOMS_PREFIX = "/rooms/"
+#: Handshakes answered per turn of the event loop (~100 us each; see _answer_handshakes).
+HANDSHAKES_PER_TURN = 32
 CLEAN_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})
 
 
@@ -151,6 +154,7 @@ class _WebSocket(ServerProtocol):
 class _Connection(asyncio.Protocol):
     __slots__ = (
         "_admission",
+        "_early",
         "_fragments",
         "_fragments_binary",
         "_joined",
@@ -188,6 +192,9 @@ class _Connection(asyncio.Protocol):
         self._pong_due = False
         self._timer: asyncio.TimerHandle | None = None
         self._admission: Admission | None = None  # by the per-address limits
+        #: Bytes received before the handshake was answered, waiting for their turn in
+        #: the server's handshake queue (None when not queued).
+        self._early: bytearray | None = None
 
     # ------------------------------------------------------------ transport events
 
@@ -216,6 +223,30 @@ class _Connection(asyncio.Protocol):
         self._set_timer(server.config.handshake_timeout, self._abort)
 
     def data_received(self, data: bytes) -> None:
+        if self.ws.state is State.CONNECTING:
+            # A handshake waits its turn: a burst of thousands must not hold up the
+            # rooms already talking (RoomServer._answer_handshakes).
+            if self._early is None:
+                self._early = bytearray(data)
+                self.server._queue_handshake(self)
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.pause_reading()  # until its turn: nothing piles up
+            else:
+                self._early += data
+            return
+        self._receive(data)
+
+    def _receive_early(self) -> None:
+        """The handshake's turn: feed what arrived meanwhile."""
+        early, self._early = self._early, None
+        transport = self.transport
+        if early is None or transport is None or transport.is_closing():
+            return
+        self._receive(bytes(early))
+        if not transport.is_closing():
+            transport.resume_reading()
+
+    def _receive(self, data: bytes) -> None:
         if self._unparsed == 0 and self._fragments is None and self.ws.state is State.OPEN:
             # The common case without the protocol's parser: whole, final text frames.
             offset, end = 0, len(data)
@@ -253,6 +284,7 @@ class _Connection(asyncio.Protocol):
         self._after_close_check()
 
     def eof_received(self) -> bool | None:
+        self._receive_early()  # in order: what came before the end of the stream
         self.ws.receive_eof()
         for event in self.ws.events_received():
             if isinstance(event, Frame):
@@ -607,6 +639,7 @@ class RoomServer:
         self._loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._handshakes: collections.deque[_Connection] = collections.deque()
         self._expiry: asyncio.TimerHandle | None = None
         self._all_gone: asyncio.Event | None = None
 
@@ -697,6 +730,21 @@ class RoomServer:
         """Fields added to every welcome (join and resume): fresh TURN credentials."""
         assert self._turn is not None
         return {ICE_SERVERS_FIELD: self._turn.ice_servers(peer_id, self._wall_clock())}
+
+    def _queue_handshake(self, conn: _Connection) -> None:
+        self._handshakes.append(conn)
+        if len(self._handshakes) == 1:
+            self._loop.call_soon(self._answer_handshakes)
+
+    def _answer_handshakes(self) -> None:
+        """At most HANDSHAKES_PER_TURN handshakes, then the loop polls again: relayed
+        messages of open rooms run between the batches (about 3 ms of work each), so a
+        burst of connections delays them by a batch, not by the whole burst."""
+        queue = self._handshakes
+        for _ in range(min(HANDSHAKES_PER_TURN, len(queue))):
+            queue.popleft()._receive_early()
+        if queue:
+            self._loop.call_soon(self._answer_handshakes)
 
     def _dispatch(self, actions: list[Send | Close | Event]) -> None:
         for action in actions:

@@ -412,3 +412,48 @@ async def test_a_leave_and_a_close_in_one_read_close_the_socket_at_once() -> Non
             await wait_until(server, lambda s: s["connections"] == 0, "the socket to go")
         finally:
             writer.transport.abort()
+
+
+# ---------------------------------------------------------------- handshake bursts
+
+
+async def test_a_burst_of_handshakes_is_answered_in_turns_while_a_room_keeps_relaying(
+    monkeypatch,
+) -> None:
+    """500 upgrade requests at once: every one is answered, at most HANDSHAKES_PER_TURN
+    per turn of the loop (the loop polls its sockets between turns), and a room already
+    talking keeps relaying. The latency this buys is bench/hardening.py's."""
+    from desktop_call.server import app as server_app
+
+    raise_fd_limit(2_000)
+    turns: list[int] = []
+    original = server_app.RoomServer._answer_handshakes
+
+    def counted(self) -> None:
+        before = len(self._handshakes)
+        original(self)
+        turns.append(before - len(self._handshakes))
+
+    monkeypatch.setattr(server_app.RoomServer, "_answer_handshakes", counted)
+    async with serving(limit_exempt=("127.0.0.0/8",)) as server:
+        a, b = await pair(server, "room-talking")
+        port = port_of(server)
+        streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(500)]
+        turns.clear()
+        for _, writer in streams:
+            writer.write(upgrade_request(port, "/rooms/burst-room"))
+        # The room talks while the burst is being answered.
+        for n in range(20):
+            await a.send(json.dumps({"type": "signal", "data": {"n": n}}))
+            message = await recv(b)
+            assert message["data"] == {"n": n}
+        for reader, writer in streams:
+            async with asyncio.timeout(T):
+                status = await reader.readuntil(b"\r\n")
+            assert status.startswith(b"HTTP/1.1 101"), status
+            writer.transport.abort()
+        await a.close()
+        await b.close()
+    assert sum(turns) >= 500
+    assert max(turns) <= server_app.HANDSHAKES_PER_TURN
+    assert len(turns) >= 500 // server_app.HANDSHAKES_PER_TURN
