@@ -5,6 +5,10 @@ and writes a JSON report. Exit status 0 means: the call connected and media flow
 both ways (remote video and audio frames arrived while the peer received ours, as
 far as one side can tell: our frames were sent over a connected path and theirs
 arrived). Anything else exits non-zero with a plain message.
+
+On stdout, one line per event, flushed (tests and scripts wait on them): the call link
+(``--create``), ``state: <state> (<reason>)`` on every state change, and
+``video: frames arriving`` when the first frame of each (rebuilt) connection arrives.
 """
 
 from __future__ import annotations
@@ -90,8 +94,10 @@ class _Media:
         if track.kind == "video":
             # Nothing paints here: every newest frame counts as shown, so "dropped"
             # means drained behind a newer one, as it would in the window.
-            # Every latency sample of the call (30 fps x 1 h fits in a few MB).
-            receiver = LatestFrameReceiver(track, on_frame=_shown, latency_samples=108_000)
+            # Every latency sample and arrival time of the call (30 fps x 1 h: a few MB).
+            receiver = LatestFrameReceiver(
+                track, on_frame=_shown, latency_samples=108_000, keep_arrivals=108_000
+            )
             self.video_receivers.append(receiver)
         else:
             receiver = AudioReceiver(track, self.audio_sink)
@@ -249,6 +255,7 @@ def _watch_first_frame(receiver: LatestFrameReceiver, timeline: CallRecord) -> N
             await receiver.wait_for(lambda: receiver.frames_received > 0)
             if timeline.first_frame is None:
                 timeline.first_frame = time.monotonic()
+            print("video: frames arriving", flush=True)  # for each (rebuilt) connection
 
     task = asyncio.get_running_loop().create_task(wait())
     _background.add(task)

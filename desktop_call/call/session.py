@@ -42,9 +42,12 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 
 from .ice import IceConfig, bound_gathering
+from .ice_policy import bound_turn_release, prefer_direct_paths
 from .jitter import use_audio_jitter_buffer
+from .liveness import PeerLiveness, Verdict
 from .sas import SasError, verification_code
 from .signaling import (
+    ClientState,
     Connected,
     Disconnected,
     Fatal,
@@ -52,10 +55,12 @@ from .signaling import (
     PeerJoined,
     PeerLeft,
     SignalingClient,
+    SignalingClosed,
     SignalReceived,
 )
 from .state import CallInput, CallState, CallStateMachine, StateChange
 from .stats import StatsSummary, summarize
+from .video_jitter import use_video_jitter_buffer
 
 __all__ = [
     "CallOptions",
@@ -122,14 +127,22 @@ class CallOptions:
     #: Media silent this long (no heartbeat, or ICE disconnected) counts as broken.
     media_timeout: float = 5.0
     heartbeat_interval: float = 1.0
-    #: A rebuilt connection that has not connected after this long is rebuilt again.
+    #: A rebuilt connection that has not connected after this long is rebuilt again;
+    #: sooner if its gathering got no answer from any STUN/TURN server (the network was
+    #: down when it was built), so a returning network is used within seconds.
     rebuild_timeout: float = 10.0
+    short_rebuild_timeout: float = 4.0
     stats_interval: float = 1.0
     #: After a signaling restart, how long to wait for a peer's new id over the media path.
     hello_wait: float = 2.0
     #: Decode audio packets as they arrive (jitter.AudioJitterBuffer) instead of after
     #: aiortc's 80 ms prefetch; the playback buffer smooths the jitter.
     immediate_audio: bool = True
+    #: Media silent this long: ask the peer over signaling whether it is still there;
+    #: no answer within ``answer_timeout`` while the media is down: it is unreachable,
+    #: and the call shows ``waiting`` (liveness.py).
+    probe_after: float = 2.5
+    answer_timeout: float = 3.0
 
 
 # ------------------------------------------------------------------- peer links
@@ -154,11 +167,14 @@ class _Link:
         self.sas: str | None = None
         self.proxies: list[MediaStreamTrack] = []
         self.control_outbox: list[dict[str, Any]] = []  # until the channel opens
+        self.offer_nid: int | None = None  # the offer we answered (its "nid")
+        self.short_gathering = False  # no server candidate: the servers were unreachable
 
     async def close(self) -> None:
         for proxy in self.proxies:
             proxy.stop()
         try:
+            bound_turn_release(self.pc)  # not a minute of TURN retries when offline
             await self.pc.close()
         except Exception:  # a half-built connection: log it, the call goes on
             log.exception("closing the connection to %s failed", self.peer_id)
@@ -192,6 +208,13 @@ class CallSession:
         self.last_stats: StatsSummary | None = None
         self._rekeyed = asyncio.Event()
         self._sas: str | None = None
+        self._liveness: dict[str, PeerLiveness] = {}  # by remote peer id
+        self._pings = itertools.count(1)
+        #: Every state change with its monotonic time (reports, timelines).
+        self.state_history: list[tuple[float, StateChange]] = []
+        #: (monotonic time, "joined" | "resumed" | "rejoined" | "disconnected", detail).
+        self.signaling_history: list[tuple[float, str, str]] = []
+        self.machine.subscribe(self._note_state)
         self.machine.subscribe(self._emit)
 
     # ------------------------------------------------------------------ queries
@@ -344,16 +367,20 @@ class CallSession:
             self._fail(f"internal error: {exc}")
 
     async def _on_signaling(self, event: object) -> None:
+        self._note_signaling(event)
         match event:
             case Connected(welcome=welcome, resumed=resumed):
+                for live in self._liveness.values():
+                    live.signaling_restarted()
                 if not resumed:
                     await self._on_new_identity(welcome.peers)
             case PeerJoined(peer=peer):
                 self.machine.feed(CallInput.PEER_JOINED, peer.name)
             case PeerLeft(id=peer_id, reason=reason):
+                self._liveness.pop(peer_id, None)
                 link = self._links.pop(peer_id, None)
                 if link is not None:
-                    await self._close_link(link)
+                    self._close_link(link)  # in the background (_close_link)
                 if not self._links and not self._signaling.peers:
                     self.machine.feed(CallInput.PEER_LEFT, reason)
             case SignalReceived(sender=sender, data=data):
@@ -362,6 +389,19 @@ class CallSession:
                 log.info("signaling dropped (%s); media continues", reason)
             case Fatal(code=code, message=message):
                 self._fail(f"{code}: {message}" if code else message)
+
+    def _note_state(self, change: StateChange) -> None:
+        self.state_history.append((time.monotonic(), change))
+        del self.state_history[:-1000]
+
+    def _note_signaling(self, event: object) -> None:
+        if isinstance(event, Connected):
+            first = not self.signaling_history
+            kind = "resumed" if event.resumed else "joined" if first else "rejoined"
+            self.signaling_history.append((time.monotonic(), kind, event.peer_id))
+        elif isinstance(event, Disconnected):
+            self.signaling_history.append((time.monotonic(), "disconnected", event.reason))
+        del self.signaling_history[:-1000]  # bounded, a flapping network included
 
     async def _on_new_identity(self, peers: tuple[Peer, ...]) -> None:
         """Joined with a fresh id: first join, or a resume the server could not honour.
@@ -373,7 +413,8 @@ class CallSession:
         healthy = {pid: link for pid, link in self._links.items() if link.connected_at}
         stale = [link for link in self._links.values() if not link.connected_at]
         self._links = healthy
-        await asyncio.gather(*(self._close_link(link) for link in stale), return_exceptions=True)
+        for link in stale:
+            self._close_link(link)
         for link in healthy.values():
             self._send_control(link, {"type": "hello", "id": self.peer_id})
         if not peers:
@@ -406,6 +447,9 @@ class CallSession:
         if other is not None:  # a negotiation under the new id raced the hello
             self._close_link(other)
         log.info("peer %s is now %s", link.peer_id, new_id)
+        live = self._liveness.pop(link.peer_id, None)
+        if live is not None:
+            self._liveness[new_id] = live
         link.peer_id = new_id
         self._links[new_id] = link
         self._rekeyed.set()
@@ -439,12 +483,18 @@ class CallSession:
             for transceiver in link.pc.getTransceivers():
                 if transceiver.receiver.track is track:
                     use_audio_jitter_buffer(transceiver.receiver)
+        if track.kind == "video":  # skip holes the sender cannot fill (video_jitter.py)
+            for transceiver in link.pc.getTransceivers():
+                if transceiver.receiver.track is track:
+                    use_video_jitter_buffer(transceiver.receiver)
         self._emit(RemoteTrack(link.peer_id, track))
 
     async def _replace_link(self, peer_id: str, offerer: bool) -> _Link:
         old = self._links.pop(peer_id, None)
         if old is not None:
-            await self._close_link(old)
+            # Not awaited: a close can take seconds (aiortc stops its tasks, deletes TURN
+            # allocations), and the signaling loop must answer the peer meanwhile.
+            self._close_link(old)
         link = self._new_link(peer_id, offerer)
         self._links[peer_id] = link
         return link
@@ -469,39 +519,58 @@ class CallSession:
         pc = link.pc
         offer = await pc.createOffer()
         bound_gathering(pc, self.options.ice.gather_timeout)
+        prefer_direct_paths(pc)  # the controlling side tries direct pairs first
         await pc.setLocalDescription(offer)
         if self._links.get(peer_id) is not link:
             return  # replaced while gathering (glare, peer left)
-        await self._send_description(peer_id, pc)
+        link.short_gathering = self._has_ice_servers() and _came_up_short(pc)
+        await self._send_description(peer_id, link)
 
-    async def _answer(self, peer_id: str, sdp: str) -> None:
+    async def _answer(self, peer_id: str, sdp: str, nid: object = None) -> None:
         link = await self._replace_link(peer_id, offerer=False)
+        link.offer_nid = nid if isinstance(nid, int) else None
         pc = link.pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         link.remote_description_set = True
         await self._add_pending_candidates(link)
         answer = await pc.createAnswer()
         bound_gathering(pc, self.options.ice.gather_timeout)
+        prefer_direct_paths(pc)  # the controlling side tries direct pairs first
         await pc.setLocalDescription(answer)
         if self._links.get(peer_id) is not link:
             return
         self._compute_sas(link)
-        await self._send_description(peer_id, pc)
+        await self._send_description(peer_id, link)
         if self.state is CallState.WAITING:
             self.machine.feed(CallInput.PEER_JOINED)
         elif self.state is CallState.CONNECTED:
             self.machine.feed(CallInput.REBUILDING)  # the peer rebuilt the path
 
-    async def _send_description(self, peer_id: str, pc: RTCPeerConnection) -> None:
-        description = pc.localDescription
-        await self._signaling.send_signal(
-            {"description": {"type": description.type, "sdp": description.sdp}}, to=peer_id
-        )
+    async def _send_description(self, peer_id: str, link: _Link) -> None:
+        """Our offer or answer. ``nid`` numbers the negotiation: an offer carries its
+        link's generation and the answer echoes it, so an answer to an older offer
+        (offers queued while a peer was away are all answered when it is back) is not
+        applied to a newer connection."""
+        description = link.pc.localDescription
+        data: dict[str, Any] = {"description": {"type": description.type, "sdp": description.sdp}}
+        nid = link.generation if description.type == "offer" else link.offer_nid
+        if nid is not None:
+            data["nid"] = nid
+        await self._signaling.send_signal(data, to=peer_id)
 
     async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:
+        if self._liveness_of(sender).signal(time.monotonic()):
+            self._peer_reachable(sender)
         try:
-            if "description" in data:
-                await self._on_description(sender, data["description"])
+            if "ping" in data:  # "are you there?" (liveness.py): answer at once
+                nonce = data["ping"]
+                if isinstance(nonce, int | str) and len(str(nonce)) <= 64:
+                    with contextlib.suppress(SignalingClosed):
+                        await self._signaling.send_signal({"pong": nonce}, to=sender)
+            elif "pong" in data:
+                pass  # its arrival was the answer
+            elif "description" in data:
+                await self._on_description(sender, data["description"], data.get("nid"))
             elif "candidate" in data:
                 await self._on_candidate(sender, data["candidate"])
             else:
@@ -511,7 +580,7 @@ class CallSession:
             log.warning("ignored a bad signal from %s: %s", sender, exc)
             self.errors.append(f"bad signal from peer: {exc}")
 
-    async def _on_description(self, sender: str, description: Any) -> None:
+    async def _on_description(self, sender: str, description: Any, nid: object = None) -> None:
         if not isinstance(description, dict):
             raise ValueError("'description' must be an object")
         kind, sdp = description.get("type"), description.get("sdp")
@@ -524,15 +593,26 @@ class CallSession:
                     log.info("glare with %s: we are impolite, keeping our offer", sender)
                     return
                 log.info("glare with %s: we are polite, answering theirs", sender)
-            await self._answer(sender, sdp)
+            await self._answer(sender, sdp, nid)
         else:
             if link is None or link.pc.signalingState != "have-local-offer":
                 log.info("ignored an answer from %s that matches no offer of ours", sender)
                 return
+            if isinstance(nid, int) and nid != link.generation:
+                log.info("ignored an answer from %s to an older offer (%d)", sender, nid)
+                return
             await link.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             link.remote_description_set = True
+            if self._has_ice_servers() and " typ srflx" not in sdp and " typ relay" not in sdp:
+                # Nothing but host candidates from the peer: its servers did not answer
+                # (its network is down, or it has none). Retry sooner if this fails.
+                link.short_gathering = True
             self._compute_sas(link)
             await self._add_pending_candidates(link)
+
+    def _has_ice_servers(self) -> bool:
+        """Ours or the room server's (``welcome.ice_servers``)."""
+        return bool(self.options.ice.servers or getattr(self._signaling, "ice_servers", ()))
 
     def _polite_towards(self, other: str) -> bool:
         return (self.peer_id or "") < other
@@ -609,19 +689,78 @@ class CallSession:
         self._emit(SasReady(link.peer_id, link.sas))
 
     async def _watchdog(self) -> None:
-        """Heartbeats out; a silent or stuck connection is rebuilt by its offerer."""
+        """Heartbeats out; a silent or stuck connection is rebuilt by its offerer; a
+        silent peer is asked over signaling whether it is still there (liveness.py)."""
         interval = self.options.heartbeat_interval
+        woke = time.monotonic()
         while True:
             await asyncio.sleep(interval)
-            now = time.monotonic()
+            now, slept = time.monotonic(), time.monotonic() - woke
+            woke = now
+            # Overslept (the process was suspended, the loop stalled): what arrived
+            # meanwhile is still unread, so silence proves nothing yet. Judge next time.
+            judge = slept < 3 * interval
             for link in list(self._links.values()):
                 self._send_control(link, {"type": "hb"})
+                if not judge:
+                    continue
+                live = self._liveness_of(link.peer_id)
                 if link.connected_at is not None:
                     if now - link.last_heard > self.options.media_timeout:
                         link.connected_at = None
                         self._media_broken(link, "no heartbeat from the peer")
-                elif link.offerer and now - link.created_at > self.options.rebuild_timeout:
+                elif (
+                    link.offerer
+                    and not live.unreachable  # rebuilt when it answers again
+                    and now - link.created_at
+                    > (
+                        self.options.short_rebuild_timeout
+                        if link.short_gathering
+                        else self.options.rebuild_timeout
+                    )
+                ):
                     self._media_broken(link, "the connection did not come up")
+                if self._links.get(link.peer_id) is not link:
+                    continue  # replaced just now (rebuilt)
+                verdict = live.tick(
+                    now,
+                    media_up=link.connected_at is not None,
+                    signaling_up=self._signaling.state is ClientState.JOINED,
+                )
+                if verdict is Verdict.PROBE:
+                    self._spawn(self._ping(link.peer_id), "ping")
+                elif verdict is Verdict.UNREACHABLE:
+                    name = self.peer_name(link.peer_id) or "the other person"
+                    log.info("peer %s does not answer: waiting for it", link.peer_id)
+                    if not any(other.connected_at for other in self._links.values()):
+                        # (with others still connected, the call is not "waiting")
+                        self.machine.feed(CallInput.PEER_UNREACHABLE, f"{name} is not responding")
+
+    def _liveness_of(self, peer_id: str) -> PeerLiveness:
+        live = self._liveness.get(peer_id)
+        if live is None:
+            live = self._liveness[peer_id] = PeerLiveness(
+                time.monotonic(),
+                probe_after=self.options.probe_after,
+                answer_timeout=self.options.answer_timeout,
+            )
+        return live
+
+    async def _ping(self, peer_id: str) -> None:
+        with contextlib.suppress(SignalingClosed):
+            await self._signaling.send_signal({"ping": next(self._pings)}, to=peer_id)
+
+    def _peer_reachable(self, peer_id: str) -> None:
+        """An unreachable peer answered again (it resumed, or its network came back)."""
+        log.info("peer %s answers again", peer_id)
+        self.machine.feed(
+            CallInput.PEER_REACHABLE, f"{self.peer_name(peer_id) or 'the other person'} is back"
+        )
+        link = self._links.get(peer_id)
+        if link is not None and link.offerer and link.connected_at is None:
+            # Our offer may be waiting in its queue: give it the full time to connect
+            # before rebuilding (rebuilds were held while it did not answer).
+            link.created_at = time.monotonic()
 
     async def _stats_loop(self) -> None:
         previous: dict[str, Any] = {}
@@ -664,6 +803,18 @@ class CallSession:
 
     def _on_control(self, link: _Link, raw: Any) -> None:
         link.last_heard = time.monotonic()
+        if self._liveness_of(link.peer_id).media(link.last_heard):
+            self._peer_reachable(link.peer_id)
+        if (
+            link.connected_at is None
+            and self._links.get(link.peer_id) is link
+            and link.pc.connectionState == "connected"
+        ):
+            # Heard again on a path we had given up on (the peer was frozen, or only
+            # our side saw the silence): it works, whether or not the offerer rebuilds.
+            log.info("peer %s: connection %d works again", link.peer_id, link.generation)
+            link.connected_at = link.last_heard
+            self.machine.feed(CallInput.MEDIA_CONNECTED)
         if not isinstance(raw, str) or len(raw) > MAX_CONTROL_MESSAGE:
             log.warning("ignored a control message that is not short text")
             return
@@ -719,3 +870,12 @@ class CallSession:
         if not task.cancelled() and task.exception() is not None:
             log.error("call task %s failed", task.get_name(), exc_info=task.exception())
             self.errors.append(f"{task.get_name()}: {task.exception()}")
+
+
+def _came_up_short(pc: RTCPeerConnection) -> bool:
+    """Our description has no server-reflexive or relay candidate: with STUN/TURN
+    servers configured, none of them answered while gathering (the network is down)."""
+    description = pc.localDescription
+    if description is None:
+        return False
+    return " typ srflx" not in description.sdp and " typ relay" not in description.sdp

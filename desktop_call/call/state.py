@@ -2,6 +2,13 @@
 
 ``idle → joining → waiting → connecting → connected ⇄ reconnecting → ended | failed``
 
+``waiting`` is also where a call goes back to when the other person stops answering:
+the media path is silent and they do not answer over the room server either (their
+app died, their laptop slept, their network is gone; see ``liveness.py``). The room
+server keeps their place for its grace period and says nothing meanwhile, so without
+this the call would show "reconnecting" towards nobody for 30 s. When they answer
+again (they resumed) the call goes to ``connecting``; a new join does too.
+
 Inputs are what happened (the server welcomed us, a peer joined, the media path
 connected or broke, the user hung up); the output is the new state, with the
 reason for ``failed`` and ``ended``. The session (``session.py``) feeds it and
@@ -44,6 +51,8 @@ class CallInput(StrEnum):
     PEER_LEFT = "peer-left"  # the last remote peer left (or timed out)
     MEDIA_CONNECTED = "media-connected"
     MEDIA_BROKEN = "media-broken"  # ICE failed, or disconnected for too long
+    PEER_UNREACHABLE = "peer-unreachable"  # media silent, and no answer over signaling
+    PEER_REACHABLE = "peer-reachable"  # … and now it answers again
     REBUILDING = "rebuilding"  # a new peer connection is being negotiated
     FATAL = "fatal"  # refused by the server, or an unrecoverable error
     HANG_UP = "hang-up"  # the user hung up
@@ -77,6 +86,13 @@ TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
     (S.CONNECTED, I.PEER_LEFT): S.WAITING,
     (S.RECONNECTING, I.PEER_LEFT): S.WAITING,
     (S.RECONNECTING, I.PEER_JOINED): S.CONNECTING,
+    # The other person stopped answering (process killed, network gone): alone again,
+    # until they answer (they resumed) or someone joins.
+    (S.RECONNECTING, I.PEER_UNREACHABLE): S.WAITING,
+    (S.CONNECTING, I.PEER_UNREACHABLE): S.WAITING,
+    (S.WAITING, I.PEER_REACHABLE): S.CONNECTING,
+    # A path that comes up while we thought we were alone: someone is clearly here.
+    (S.WAITING, I.MEDIA_CONNECTED): S.CONNECTED,
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 from aiortc.sdp import SessionDescription
 
-__all__ = ["StatsSummary", "candidate_type", "negotiated_codecs", "summarize"]
+__all__ = ["StatsSummary", "candidate_pair", "candidate_type", "negotiated_codecs", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,14 @@ class StatsSummary:
     packets_lost_in: int  # packets we did not receive, cumulative
     video_codec: str | None
     audio_codec: str | None
-    candidate_type: str | None  # host / srflx / prflx / relay of our side of the pair
+    candidate_type: str | None  # host / relay: our side of the pair (aioice pairs from bases)
+    #: host / srflx / prflx / relay: the peer's side of the pair, as we know it.
+    remote_candidate_type: str | None = None
+
+    @property
+    def relayed(self) -> bool:
+        """Media goes through a TURN server (ours or the peer's)."""
+        return "relay" in (self.candidate_type, self.remote_candidate_type)
 
     @property
     def quality(self) -> int:
@@ -66,6 +73,7 @@ def summarize(
         in_kbps = (bytes_in - previous.get("in", bytes_in)) * 8 / elapsed / 1000
     previous.update(at=now, out=bytes_out, **{"in": bytes_in})
     codecs = negotiated_codecs(pc)
+    local_type, remote_type = candidate_pair(pc)
     return StatsSummary(
         rtt_ms=max(rtts) * 1000 if rtts else None,
         loss=max(losses) if losses else None,
@@ -74,7 +82,8 @@ def summarize(
         packets_lost_in=lost_in,
         video_codec=codecs.get("video"),
         audio_codec=codecs.get("audio"),
-        candidate_type=candidate_type(pc),
+        candidate_type=local_type,
+        remote_candidate_type=remote_type,
     )
 
 
@@ -93,12 +102,25 @@ def negotiated_codecs(pc: RTCPeerConnection) -> dict[str, str]:
 
 def candidate_type(pc: RTCPeerConnection) -> str | None:
     """Our candidate type on the nominated ICE pair (aiortc keeps it inside aioice)."""
-    for transceiver in pc.getTransceivers():
-        transport = transceiver.sender.transport
-        if transport is None:
+    return candidate_pair(pc)[0]
+
+
+def candidate_pair(pc: RTCPeerConnection) -> tuple[str | None, str | None]:
+    """(ours, the peer's) candidate types on the nominated ICE pair.
+
+    aioice checks from its bases, so our side is ``host`` or ``relay``; a path through
+    NATs shows on the peer's side as ``srflx`` (it told us) or ``prflx`` (we learnt it
+    from its checks). Either side ``relay``: the media goes through a TURN server.
+    With bundling all media share one ICE transport; the data channel's is the fallback.
+    """
+    transports = [t.sender.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    for dtls in transports:
+        if dtls is None:
             continue
-        connection = getattr(transport.transport, "_connection", None)
+        connection = getattr(dtls.transport, "_connection", None)
         nominated = getattr(connection, "_nominated", None) or {}
         for pair in nominated.values():
-            return pair.local_candidate.type
-    return None
+            return pair.local_candidate.type, pair.remote_candidate.type
+    return None, None

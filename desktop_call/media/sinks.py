@@ -156,7 +156,11 @@ class LatestFrameReceiver(_TrackConsumer):
     - ``frames_missing``: gaps in the stamped frame numbers (lost before reaching us);
     - ``stamps_unreadable``: frames whose stamp did not read (with ``read_stamps``);
     - ``latencies``: the last ``latency_samples`` end-to-end latencies in seconds,
-      ``now - capture time`` of each newest frame, from the test pattern's stamp.
+      ``now - capture time`` of each newest frame, from the test pattern's stamp;
+    - ``max_frame_gap``: the longest wait in seconds between two reads that brought
+      frames, after the first (how long the picture stood still at worst);
+    - ``arrival_log``: with ``keep_arrivals``, the monotonic arrival time of each of
+      the last ``keep_arrivals`` frames (for timelines: fps per second, stalls).
     """
 
     def __init__(
@@ -167,6 +171,7 @@ class LatestFrameReceiver(_TrackConsumer):
         read_stamps: bool = True,
         latency_samples: int = 300,
         fps_window: float = 1.0,
+        keep_arrivals: int = 0,
     ) -> None:
         super().__init__(track)
         if track.kind != "video":
@@ -179,6 +184,9 @@ class LatestFrameReceiver(_TrackConsumer):
         self.frames_missing = 0
         self.stamps_unreadable = 0
         self.latencies: deque[float] = deque(maxlen=latency_samples)
+        self.max_frame_gap = 0.0
+        self.arrival_log: deque[float] = deque(maxlen=keep_arrivals)
+        self._last_arrival: float | None = None
         self.latest: av.VideoFrame | None = None
         """The newest frame received so far."""
         self._unread: av.VideoFrame | None = None  # newest frame next_frame() has not returned
@@ -210,6 +218,7 @@ class LatestFrameReceiver(_TrackConsumer):
             "latency_ms_p50": _percentile_ms(lat, 0.5),
             "latency_ms_p95": _percentile_ms(lat, 0.95),
             "latency_ms_max": _percentile_ms(lat, 1.0),
+            "max_frame_gap_ms": round(self.max_frame_gap * 1000, 1),
         }
 
     async def next_frame(self) -> av.VideoFrame:
@@ -273,7 +282,12 @@ class LatestFrameReceiver(_TrackConsumer):
         self.last_frame_at = now
         self.frames_received += len(batch)
         self.frames_dropped += len(batch) - 1
+        if self._last_arrival is not None:
+            self.max_frame_gap = max(self.max_frame_gap, mono - self._last_arrival)
+        self._last_arrival = mono
         self._arrivals.extend([mono] * len(batch))
+        if self.arrival_log.maxlen:
+            self.arrival_log.extend([mono] * len(batch))
         self._prune(mono)
         if self.read_stamps:
             for frame in batch:

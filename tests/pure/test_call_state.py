@@ -35,6 +35,56 @@ def run(*inputs: CallInput) -> CallStateMachine:
         ),
         ((I.JOIN, I.WELCOMED_WITH_PEERS, I.MEDIA_BROKEN, I.PEER_LEFT), S.WAITING),
         ((I.JOIN, I.WELCOMED_WITH_PEERS, I.MEDIA_CONNECTED, I.REBUILDING), S.RECONNECTING),
+        # The other person stops answering (killed, asleep, offline): alone again ...
+        (
+            (I.JOIN, I.WELCOMED_WITH_PEERS, I.MEDIA_CONNECTED, I.MEDIA_BROKEN, I.PEER_UNREACHABLE),
+            S.WAITING,
+        ),
+        ((I.JOIN, I.WELCOMED_WITH_PEERS, I.PEER_UNREACHABLE), S.WAITING),
+        # ... until they answer again (they resumed) and the path comes back,
+        (
+            (
+                I.JOIN,
+                I.WELCOMED_WITH_PEERS,
+                I.MEDIA_CONNECTED,
+                I.MEDIA_BROKEN,
+                I.PEER_UNREACHABLE,
+                I.PEER_REACHABLE,
+            ),
+            S.CONNECTING,
+        ),
+        (
+            (
+                I.JOIN,
+                I.WELCOMED_WITH_PEERS,
+                I.MEDIA_CONNECTED,
+                I.MEDIA_BROKEN,
+                I.PEER_UNREACHABLE,
+                I.PEER_REACHABLE,
+                I.MEDIA_CONNECTED,
+            ),
+            S.CONNECTED,
+        ),
+        # ... or someone joins (their new process, once the old place expired),
+        (
+            (
+                I.JOIN,
+                I.WELCOMED_WITH_PEERS,
+                I.MEDIA_CONNECTED,
+                I.MEDIA_BROKEN,
+                I.PEER_UNREACHABLE,
+                I.PEER_LEFT,
+                I.PEER_JOINED,
+            ),
+            S.CONNECTING,
+        ),
+        # ... or a path comes up anyway: someone is clearly there.
+        ((I.JOIN, I.WELCOMED_ALONE, I.MEDIA_CONNECTED), S.CONNECTED),
+        # Media that flows is believed over a silent signaling path.
+        ((I.JOIN, I.WELCOMED_WITH_PEERS, I.MEDIA_CONNECTED, I.PEER_UNREACHABLE), S.CONNECTED),
+        ((I.JOIN, I.WELCOMED_ALONE, I.PEER_UNREACHABLE), S.WAITING),
+        ((I.JOIN, I.WELCOMED_WITH_PEERS, I.MEDIA_CONNECTED, I.PEER_REACHABLE), S.CONNECTED),
+        ((I.JOIN, I.PEER_REACHABLE), S.JOINING),
         ((I.JOIN, I.FATAL), S.FAILED),
         ((I.JOIN, I.WELCOMED_ALONE, I.HANG_UP), S.ENDED),
         ((I.HANG_UP,), S.ENDED),
