@@ -211,7 +211,7 @@ class DesktopCallApp(QObject):
         call_id = new_call_id()
         self.home.show_new_call(make_call_link(server, call_id), call_id)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """macOS hands a clicked dcall:// link to the running app as a FileOpen event."""
         if event.type() == QEvent.Type.FileOpen and watched is self.qapp:
             url = event.url().toString()  # type: ignore[attr-defined]
