@@ -353,6 +353,10 @@ class CallWindow(QMainWindow):
         avatar = self.peer_name
         if state in ("idle", "joining"):
             text, avatar = "Joining the call…", ""
+        elif state == "waiting" and self.reason.endswith("not responding"):
+            # They were here and went silent (network gone, app frozen or killed):
+            # not a fresh room, so no link to send; they come back by themselves.
+            text = f"{self.reason[:1].upper()}{self.reason[1:]}.\nWaiting for them to come back…"
         elif state == "waiting":
             link = self._link()
             text = "Waiting for the other person…"

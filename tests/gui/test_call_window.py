@@ -104,6 +104,17 @@ def test_waiting_shows_the_link(window, controller):
     assert LINK in window.remote_placeholder()
 
 
+def test_a_peer_gone_silent_is_waited_for_by_name_without_the_link(window, controller):
+    controller.peer_name_changed.emit("Bo")
+    controller.state_changed.emit("connected", "")
+    controller.state_changed.emit("waiting", "Bo is not responding")
+    placeholder = window.remote_placeholder()
+    assert placeholder == "Bo is not responding.\nWaiting for them to come back…"
+    assert LINK not in placeholder
+    controller.state_changed.emit("waiting", "left")  # then they left for good
+    assert window.remote_placeholder().startswith("Waiting for the other person…")
+
+
 def test_states_update_status_text(window, controller):
     controller.state_changed.emit("connecting", "")
     assert window.status.text() == "Connecting…"
