@@ -138,6 +138,11 @@ class CallOptions:
     #: Decode audio packets as they arrive (jitter.AudioJitterBuffer) instead of after
     #: aiortc's 80 ms prefetch; the playback buffer smooths the jitter.
     immediate_audio: bool = True
+    #: A resume token saved by an earlier run of the app in this room (it crashed or was
+    #: killed): the first join takes its place back instead of finding the room full.
+    resume: str | None = None
+    #: Called with each new resume token (after every welcome), for the app to save.
+    on_resume_token: Callable[[str], None] | None = None
     #: Media silent this long: ask the peer over signaling whether it is still there;
     #: no answer within ``answer_timeout`` while the media is down: it is unreachable,
     #: and the call shows ``waiting`` (liveness.py).
@@ -195,7 +200,8 @@ class CallSession:
         self.machine = CallStateMachine()
         self._local_tracks = [t for t in (audio, video) if t is not None]
         self._relay = MediaRelay()
-        self._signaling = signaling_factory(options.room_url, options.name, options.token)
+        resume = {"resume": options.resume} if options.resume else {}
+        self._signaling = signaling_factory(options.room_url, options.name, options.token, **resume)
         self._links: dict[str, _Link] = {}
         self._closing: dict[_Link, asyncio.Task[None]] = {}  # closes under way or done
         self._observers: list[Callable[[SessionEvent], None]] = []
@@ -370,6 +376,8 @@ class CallSession:
         self._note_signaling(event)
         match event:
             case Connected(welcome=welcome, resumed=resumed):
+                if self.options.on_resume_token is not None:
+                    self.options.on_resume_token(welcome.resume)
                 for live in self._liveness.values():
                     live.signaling_restarted()
                 if not resumed:

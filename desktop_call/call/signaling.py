@@ -333,6 +333,11 @@ class SignalingClient:
     dead network sooner than the server's. ``close_timeout``: how long a close
     handshake (and :meth:`leave`) may take before the socket is cut.
     ``sleep``: how the client waits between attempts (tests pass their own).
+    ``resume``: a token an earlier run of the app got in this room (:attr:`resume_token`,
+    saved): its first join takes that run's place back if the server still holds it
+    (the run crashed or was killed, so the place waits out the grace period). The others
+    see no one leave or join; the caller still gets ``resumed=False`` (it has nothing of
+    that run) and must treat every peer as new.
     """
 
     def __init__(
@@ -351,6 +356,7 @@ class SignalingClient:
         send_burst: int = 100,
         ssl: ssl_module.SSLContext | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        resume: str | None = None,
     ) -> None:
         try:
             uri = parse_uri(room_url)
@@ -364,6 +370,8 @@ class SignalingClient:
             raise ValueError("queue_limit must be at least 1")
         if open_timeout <= 0:
             raise ValueError("open_timeout must be positive")
+        if resume is not None and not (isinstance(resume, str) and 0 < len(resume) <= 256):
+            raise ValueError("resume must be a token from an earlier welcome")
         self.room_url = room_url
         self.name = name
         self._token = token
@@ -380,7 +388,9 @@ class SignalingClient:
 
         self._state = ClientState.IDLE
         self._peer_id: str | None = None
-        self._resume: str | None = None
+        # A token from an earlier run of the app (it crashed, or was killed): the first
+        # join takes back that run's place in the room, if the server still holds it.
+        self._resume: str | None = resume
         self._peers: dict[str, Peer] = {}
         self._failure: Fatal | None = None
         self._closing = False
@@ -412,6 +422,11 @@ class SignalingClient:
     def peer_id(self) -> str | None:
         """This client's id in the room (from the last ``welcome``)."""
         return self._peer_id
+
+    @property
+    def resume_token(self) -> str | None:
+        """The token that takes this client's place back (from the last ``welcome``)."""
+        return self._resume
 
     @property
     def peers(self) -> Mapping[str, Peer]:

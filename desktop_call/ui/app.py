@@ -36,6 +36,7 @@ from desktop_call.signaling.ids import (
     parse_server_url,
 )
 
+from . import rejoin
 from .call_window import CallWindow
 from .controller import CallController, CallSetup
 from .home import HomeWindow
@@ -285,9 +286,11 @@ class DesktopCallApp(QObject):
             target.server_url or self._link_server_url() or server, target.call_id
         )
         self._update_settings(self.settings.with_recent(link))
+        room_url = target.room_url(server)
+        store = self.store
         setup = await self._media_setup(
             CallSetup(
-                room_url=target.room_url(server),
+                room_url=room_url,
                 call_link=link,
                 call_id=target.call_id,
                 name=self.args.name or self.settings.display_name,
@@ -296,6 +299,8 @@ class DesktopCallApp(QObject):
                 video_codec=None
                 if self.settings.video_codec == "auto"
                 else self.settings.video_codec,
+                resume=rejoin.recall(store, room_url),
+                on_resume_token=lambda token: rejoin.remember(store, room_url, token),
             )
         )
         controller = self.controller = CallController(setup)
@@ -304,6 +309,7 @@ class DesktopCallApp(QObject):
         controller.stats_changed.connect(lambda _stats: self._on_stats(record, controller))
         window = self.window = CallWindow(controller)
         window.setWindowIcon(app_icon())
+        window.closed.connect(lambda: rejoin.forget(store, room_url))  # hung up: no ghost
         window.closed.connect(self._on_call_window_closed)
         window.devices_requested.connect(self._choose_devices)
         controller.retry_requested.connect(lambda: self._retry(target))

@@ -97,6 +97,10 @@ class CallSetup:
     screen_share: Callable[[bool], str | None] | None = None
     #: Called when the call has fully ended (devices released by their owner).
     on_closed: Callable[[], None] | None = None
+    #: A resume token an earlier, crashed run saved for this room (ui/rejoin.py), and
+    #: where each new one goes.
+    resume: str | None = None
+    on_resume_token: Callable[[str], None] | None = None
 
 
 class CallController(QObject):
@@ -128,6 +132,8 @@ class CallController(QObject):
                 setup.token,
                 ice=setup.ice or IceConfig(),
                 video_codec=setup.video_codec,
+                resume=setup.resume,
+                on_resume_token=setup.on_resume_token,
             ),
             video=session_video,
             audio=self.audio,

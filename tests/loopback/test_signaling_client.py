@@ -258,6 +258,9 @@ async def test_bad_input_from_the_caller_is_refused_and_changes_nothing(server, 
         SignalingClient("http://example.com/rooms/abcd", "x")
     with pytest.raises(ValueError):
         SignalingClient(room(server), "n" * 65)
+    for resume in ("", "t" * 257, 42):
+        with pytest.raises(ValueError, match="resume must be"):
+            SignalingClient(room(server), "n", resume=resume)  # type: ignore[arg-type]
     await a.send_signal({"still": "fine"})
     assert (await expect(b, SignalReceived)).data == {"still": "fine"}
 
