@@ -757,6 +757,10 @@ class CallSession:
     async def _ping(self, peer_id: str) -> None:
         with contextlib.suppress(SignalingClosed):
             await self._signaling.send_signal({"ping": next(self._pings)}, to=peer_id)
+        # Before the peer is judged unreachable (answer_timeout from now), make sure it
+        # is not our own network that is gone: a silent server connection is dropped
+        # (signaling no longer up, so no verdict against the peer) and resumed.
+        await self._signaling.check_connection(min(2.0, self.options.answer_timeout * 2 / 3))
 
     def _peer_reachable(self, peer_id: str) -> None:
         """An unreachable peer answered again (it resumed, or its network came back)."""

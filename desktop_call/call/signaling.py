@@ -478,6 +478,30 @@ class SignalingClient:
             if current is not None and current.cancelling():
                 raise  # the caller is being cancelled: the task was, too
 
+    async def check_connection(self, within: float = 2.0) -> bool:
+        """Is the room server still answering, now? A WebSocket ping that gets no pong
+        ``within`` seconds drops the connection (then the client reconnects and resumes,
+        as after any drop). True if it answered.
+
+        The keepalive finds a dead network within ``ping_interval + ping_timeout``; a
+        caller that has a reason to doubt the connection sooner (the media went silent)
+        asks here, so it does not blame the other side for its own network.
+        """
+        ws = self._ws
+        if ws is None or self._state is not ClientState.JOINED:
+            return False
+        try:
+            pong = await ws.ping()
+            async with asyncio.timeout(within):
+                await pong
+        except TimeoutError:
+            log.info("signaling: no pong within %g s; reconnecting", within)
+            ws.transport.abort()  # the reader sees the connection closed: a drop
+            return False
+        except ConnectionClosed:
+            return False
+        return True
+
     async def leave(self) -> None:
         """Send ``leave`` after the signals already queued, then close.
 

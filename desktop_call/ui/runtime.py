@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import logging.handlers
@@ -23,7 +24,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import qasync
-from PySide6.QtCore import QStandardPaths
+from PySide6.QtCore import QStandardPaths, QTimer
 from PySide6.QtNetwork import QAbstractSocket, QHostAddress, QNetworkInterface
 from PySide6.QtWidgets import QApplication
 
@@ -92,6 +93,7 @@ def run_qt(app: QApplication, main: Coroutine[Any, Any, T]) -> T:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(_loop_exception_handler)
+    collector = MainThreadCollector()
     try:
         return loop.run_until_complete(main)
     finally:
@@ -102,6 +104,44 @@ def run_qt(app: QApplication, main: Coroutine[Any, Any, T]) -> T:
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+            collector.stop()
+
+
+class MainThreadCollector:
+    """Python's cyclic garbage collector, run on the Qt thread only, while this lives.
+
+    Left automatic, a collection runs in whichever thread happens to allocate: an
+    executor thread resolving a name, a decoder thread of aiortc, the frame converter.
+    If the garbage holds a Qt object (a dialog in a reference cycle with its callbacks),
+    its C++ destructor then runs on that thread, cannot stop the object's timers there,
+    and a later timer event reaches freed memory: a segmentation fault in
+    ``QTimerInfoList::activateTimers``, seen in the GUI tests. So automatic collection is
+    off, and a 100 ms timer on the Qt thread collects each generation whose threshold
+    has been passed (what the automatic collector would have done, on the right thread;
+    pyqtgraph's GarbageCollector does the same). :meth:`stop` restores the previous
+    setting after a last collection here.
+    """
+
+    def __init__(self, interval_ms: int = 100) -> None:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        self._timer = QTimer()
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.check)
+        self._timer.start()
+
+    def check(self) -> None:
+        counts, thresholds = gc.get_count(), gc.get_threshold()
+        for generation in (2, 1, 0):
+            if counts[generation] > thresholds[generation]:
+                gc.collect(generation)
+                return
+
+    def stop(self) -> None:
+        self._timer.stop()
+        gc.collect()
+        if self._was_enabled:
+            gc.enable()
 
 
 def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:

@@ -101,3 +101,37 @@ def test_a_lan_server_is_joined_over_loopback_and_linked_by_lan_address(qapp):
     urls = run_qt(qapp, main())
     assert urls["url"].startswith("ws://127.0.0.1:")
     assert urls["link"].split(":")[-1] == urls["url"].split(":")[-1]
+
+
+def test_garbage_made_on_a_worker_thread_is_collected_on_the_qt_thread(qapp):
+    """What kept Qt objects from being destroyed on a worker thread (a segfault later):
+    under run_qt, cyclic garbage is collected by the Qt thread's timer only."""
+    import gc
+    import threading
+
+    finalized_on: list[str] = []
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            finalized_on.append(threading.current_thread().name)
+
+    def worker() -> None:
+        for _ in range(2_000):  # past the youngest generation's threshold (700)
+            Cycle()  # unreachable at once, freed only by the cyclic collector
+
+    async def scenario() -> bool:
+        enabled_inside = gc.isenabled()
+        thread = threading.Thread(target=worker, name="worker")
+        thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        async with asyncio.timeout(10):
+            while len(finalized_on) < 2_000:  # noqa: ASYNC110 - the collector's timer
+                await asyncio.sleep(0.02)
+        return enabled_inside
+
+    enabled_inside = run_qt(qapp, scenario())
+    assert not enabled_inside
+    assert set(finalized_on) == {threading.main_thread().name}

@@ -27,6 +27,9 @@ class StubSignaling:
     async def send_signal(self, data: dict[str, Any], to: str | None = None) -> None:
         self.sent.append((data, to))
 
+    async def check_connection(self, within: float = 2.0) -> bool:
+        return True
+
     async def close(self) -> None:
         pass
 

@@ -332,6 +332,22 @@ async def test_a_silent_network_is_noticed_by_pings_and_resumed(server, clients)
         assert (got.sender, got.data) == (old_id, {"after": "freeze"})
 
 
+async def test_a_connection_in_doubt_is_checked_at_once_and_dropped_if_silent(server, clients):
+    async with FreezingProxy(server.port) as proxy:
+        url = f"ws://127.0.0.1:{proxy.port}/rooms/test-room"
+        b = await clients(room(server), "Bob")
+        await expect(b, Connected)
+        a = await clients(url, "Alice")  # the default keepalive: 20 s + 20 s
+        await expect(a, Connected)
+        assert await a.check_connection(1.0) is True  # answers: nothing happens
+        await proxy.freeze()
+        assert await a.check_connection(0.3) is False
+        gone = await expect(a, Disconnected)  # at once, not after the keepalive's 40 s
+        assert gone.will_retry
+        back = await expect(a, Connected)
+        assert back.resumed is True and proxy.accepted == 2
+
+
 async def test_resume_reports_who_came_and_went_meanwhile(server, clients):
     sleeps = Sleeps(open_gate=False)
     a, b = await joined_pair(clients, room(server), sleep=sleeps)
