@@ -171,7 +171,9 @@ async def hotplug(manifest: Path) -> dict:
         marks["before"] = {"frames": frames, "frequency": meter.dominant_frequency()}
         say(event="ready", step="microphone")
         await _wait_for_file(manifest, "microphone-removed")
-        await asyncio.sleep(3.0)
+        # The source sees its device stop with an error, fails, and keep_fed opens the
+        # fallback microphone, which like any new one delivers after about a second.
+        await asyncio.sleep(5.0)
         marks["after_microphone"] = {
             "frames": frames,
             "frequency": meter.dominant_frequency(),
