@@ -437,3 +437,17 @@ def partykit_spec(anchors: Path) -> ServerSpec:
         ready=lambda srv, log: "Ready on" in log and tcp_open(srv.port),
         sample_pids=_partykit_pids,
     )
+
+
+def run_and_report(run: Callable[[], dict[str, Any]], out: Path | None) -> int:
+    """Run a benchmark, stop every server it started (even on failure), then print its
+    JSON report on stdout and, with ``out``, write it there too."""
+    try:
+        report = run()
+    finally:
+        stop_all()
+    text = json.dumps(report, indent=2)
+    print(text, flush=True)
+    if out:
+        out.write_text(text + "\n")
+    return 0

@@ -26,7 +26,6 @@ on stderr. Loopback only. Linux only (/proc).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -203,15 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--connections and --batch must be at least 1")
     if not 0 < args.flood_rate < 50:
         parser.error("--flood-rate must stay under the server's 50 messages/s")
-    try:
-        report = run(args)
-    finally:
-        _procs.stop_all()
-    text = json.dumps(report, indent=2)
-    print(text, flush=True)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return _procs.run_and_report(lambda: run(args), args.out)
 
 
 if __name__ == "__main__":

@@ -284,15 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.interval <= 0 or args.loops < 1:
         parser.error("--minutes and --interval must be positive, --loops at least 1")
-    try:
-        report = run(args)
-    finally:
-        _procs.stop_all()
-    text = json.dumps(report, indent=2)
-    print(text, flush=True)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return _procs.run_and_report(lambda: run(args), args.out)
 
 
 if __name__ == "__main__":
