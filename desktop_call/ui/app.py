@@ -36,7 +36,7 @@ from desktop_call.signaling.ids import (
     parse_server_url,
 )
 
-from . import rejoin
+from . import instances, rejoin
 from .call_window import CallWindow
 from .controller import CallController, CallSetup
 from .home import HomeWindow
@@ -113,6 +113,7 @@ class DesktopCallApp(QObject):
         self._done = asyncio.Event()
         self._call_closed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.links: instances.LinkListener | None = None
         #: A dcall:// link handed to us before the home window was up (macOS sends the
         #: clicked link as an event, maybe before the loop runs; elsewhere, argv).
         self._pending_link: str | None = getattr(args, "link", None)
@@ -128,6 +129,7 @@ class DesktopCallApp(QObject):
             if self.args.join:
                 return await self._run_direct(self.args.join)
             self._show_home()
+            self._listen_for_links()
             if self._pending_link is not None:
                 link, self._pending_link = self._pending_link, None
                 self.open_link(link)
@@ -137,6 +139,8 @@ class DesktopCallApp(QObject):
                 await self.controller.wait_closed()
             return 0
         finally:
+            if self.links is not None:
+                self.links.close()
             await self.lag.stop()
             if self.embedded is not None:
                 await self.embedded.close()
@@ -211,6 +215,23 @@ class DesktopCallApp(QObject):
             return
         call_id = new_call_id()
         self.home.show_new_call(make_call_link(server, call_id), call_id)
+
+    def _listen_for_links(self) -> None:
+        """Links clicked while this app runs come here (ui/instances.py)."""
+        listener = instances.LinkListener(
+            instances.channel_name(getattr(self.args, "settings_file", None)), self
+        )
+        if listener.listen():
+            listener.link_received.connect(self._link_from_elsewhere)
+            self.links = listener
+
+    def _link_from_elsewhere(self, link: str) -> None:
+        front = self.window if self.window is not None else self.home
+        if front is not None:
+            front.show()
+            front.raise_()
+            front.activateWindow()
+        self.open_link(link)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """macOS hands a clicked dcall:// link to the running app as a FileOpen event."""
@@ -581,5 +602,9 @@ def main(args: argparse.Namespace) -> int:
         if args.settings_file
         else (QSettings())
     )
+    channel = instances.channel_name(args.settings_file)
+    if getattr(args, "link", None) and instances.hand_over(channel, args.link):
+        log.info("handed the link to the app that is already running")
+        return 0
     app = DesktopCallApp(qapp, store, args)
     return run_qt(qapp, app.run())

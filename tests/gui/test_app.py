@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QGuiApplication
@@ -230,3 +231,47 @@ def test_an_opened_link_joins_from_home_and_a_bad_one_says_why(qapp, tmp_path):
     assert "not a call" in seen["bad"]
     assert seen["room"].endswith("/rooms/7k3m-q9vd-x2ha")
     assert seen["still"] == seen["room"]
+
+
+def test_a_link_opened_while_the_app_runs_is_handed_to_it(qapp, tmp_path):
+    """``desktop-call LINK`` with this person's app already open: the new process hands
+    the link over (ui/instances.py) and the open app joins; nobody listening: False."""
+    from desktop_call.ui import instances
+
+    store = QSettings(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+    save_settings(store, Settings(display_name="Ana", ice_servers="none"))
+    args = app_args(settings_file=str(tmp_path / "app.ini"))
+    channel = instances.channel_name(args.settings_file)
+
+    async def second_process(link: str) -> bool:
+        """What ``desktop-call LINK`` does first, in a process of its own."""
+        code = (
+            "import sys; from PySide6.QtCore import QCoreApplication; "
+            "app = QCoreApplication([]); from desktop_call.ui.instances import hand_over; "
+            "sys.exit(0 if hand_over(sys.argv[1], sys.argv[2], 500) else 3)"
+        )
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, channel, link)
+        async with asyncio.timeout(30):
+            return await proc.wait() == 0
+
+    async def scenario() -> dict:
+        alone = await second_process("dcall://127.0.0.1:1/aaaa-bbbb-cccc")
+        app = DesktopCallApp(qapp, store, args)
+        running = asyncio.ensure_future(app.run())
+        await until(lambda: app.home is not None and app.home.isVisible())
+        link = make_call_link(app.embedded.link_url, "7k3m-q9vd-x2ha")
+        taken = await second_process(link)
+        await until(lambda: app.window is not None and app.window.isVisible())
+        room = app.controller.session.options.room_url
+        app.window.close()
+        await until(lambda: app.window is None)
+        app.home.close()
+        assert await asyncio.wait_for(running, 10) == 0
+        after = await second_process(link)
+        return {"alone": alone, "taken": taken, "room": room, "after": after}
+
+    seen = run_qt(qapp, scenario())
+    assert seen["alone"] is False  # no app yet: that process would open its own
+    assert seen["taken"] is True
+    assert seen["room"].endswith("/rooms/7k3m-q9vd-x2ha")
+    assert seen["after"] is False  # the app closed its channel when it quit
