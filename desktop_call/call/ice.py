@@ -65,9 +65,16 @@ class IceConfig:
     gather_timeout: float = 2.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.relay_only and not any(s.is_turn for s in self.servers):
-            raise InvalidIceConfig("Relay-only needs a TURN server (turn: or turns: URL).")
+    def relay_problem(self, issued: Iterable[IceServer] = ()) -> str | None:
+        """Why relay-only cannot work with these servers and the ``issued`` ones (the
+        room server's), or None. Relay-only needs no TURN server of the user's own when
+        the room server hands one out, so this is asked when its ``welcome`` is in."""
+        if self.relay_only and not any(s.is_turn for s in merge_ice_servers(self.servers, issued)):
+            return (
+                "Relay-only needs a TURN server: add one in Settings (a turn: or turns: URL "
+                "with its username and credential), or use a room server that hands one out."
+            )
+        return None
 
     def rtc_configuration(self, issued: Iterable[IceServer] = ()) -> RTCConfiguration:
         """aiortc's configuration: these servers, then the ``issued`` ones not already here."""

@@ -378,6 +378,10 @@ class CallSession:
             case Connected(welcome=welcome, resumed=resumed):
                 if self.options.on_resume_token is not None:
                     self.options.on_resume_token(welcome.resume)
+                problem = self.options.ice.relay_problem(self._signaling.ice_servers)
+                if problem is not None:
+                    self._fail(problem)  # no path could be made: say why, now
+                    return
                 for live in self._liveness.values():
                     live.signaling_restarted()
                 if not resumed:

@@ -514,9 +514,17 @@ class SignalingClient:
             self._closing = True
             self._outbox.append(_LEAVE)  # after what is queued, never dropped
             self._outbox_ready.set()
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self._close_timeout):
                     await asyncio.shield(task)  # ends when the server closes (1000)
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled
+                # The client's own task was cancelled meanwhile (closed by someone
+                # else, say a failing session's shutdown): nothing left to wait for.
         await self.close()
 
     async def __aenter__(self) -> SignalingClient:

@@ -172,6 +172,11 @@ class SettingsDialog(QDialog):
         network_form.addRow("TURN username", self.turn_user_edit)
         network_form.addRow("TURN credential", self.turn_credential_edit)
         network_form.addRow("", self.relay_check)
+        self.relay_hint = _hint(
+            "No TURN server of yours: calls use the one the room server hands out, and "
+            "without one they will not connect (Test connection tells)."
+        )
+        network_form.addRow("", self.relay_hint)
         network_form.addRow("", self.ice_error)
 
         self.connection_test = ConnectionTest(self._test_values)
@@ -332,7 +337,13 @@ class SettingsDialog(QDialog):
             widget.setEnabled(remote)
         for widget in (self.port_spin, self.lan_check):
             widget.setEnabled(not remote)
-        self.errors = self._check(self._collect())
+        candidate = self._collect()
+        self.errors = self._check(candidate)
+        try:
+            own_turn = any(server.is_turn for server in candidate.ice_config().servers)
+        except (InvalidIceConfig, ValueError):
+            own_turn = True  # the error says what is wrong; no hint on top
+        self.relay_hint.setVisible(candidate.relay_only and not own_turn)
         labels = {"name": self.name_error, "server": self.server_error, "ice": self.ice_error}
         for key, label in labels.items():
             label.setText(self.errors.get(key, ""))

@@ -115,8 +115,15 @@ def test_bad_ice_url_and_relay_only(dialog):
     assert dialog.ice_edit.property("invalid") is True
     dialog.ice_edit.setText("default")
     dialog.relay_check.setChecked(True)
-    assert not dialog.ok_button.isEnabled()
-    assert "TURN" in dialog.ice_error.text()
+    # Relay-only without a TURN server of one's own: allowed (the room server may hand
+    # one out), with a hint that says so.
+    assert dialog.ok_button.isEnabled()
+    assert not dialog.relay_hint.isHidden()
+    assert "room server" in dialog.relay_hint.text()
+    dialog.ice_edit.setText("turn:turn.example.org:3478")
+    dialog.turn_user_edit.setText("u")
+    dialog.turn_credential_edit.setText("c")
+    assert dialog.relay_hint.isHidden()
     dialog.relay_check.setChecked(False)
     assert dialog.ok_button.isEnabled()
 

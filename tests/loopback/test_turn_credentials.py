@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCIceTransportPolicy, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -378,6 +378,41 @@ async def test_the_session_builds_its_peer_connections_with_the_issued_turn(monk
         assert issued.urls == issued_url
         assert issued.username.split(":")[1] in {a.peer_id, b.peer_id}
         assert issued.credential == rest_password(SECRET, issued.username)
+
+
+async def test_relay_only_takes_the_issued_turn_and_says_why_without_any(monkeypatch):
+    configurations: list = []
+
+    class RecordingPeerConnection(RTCPeerConnection):
+        def __init__(self, configuration=None) -> None:
+            configurations.append(configuration)
+            super().__init__(configuration)
+
+    monkeypatch.setattr(session_module, "RTCPeerConnection", RecordingPeerConnection)
+    relay_only = IceConfig(servers=(), relay_only=True, gather_timeout=0.3)
+    issued_url = f"turn:127.0.0.1:{_free_udp_port()}?transport=udp"
+    async with RoomServer(turn_config(turn_urls=(issued_url,), grace=2.0)) as server:
+        url = f"{server.url}/rooms/relay-room"
+        a = CallSession(CallOptions(url, "a", ice=relay_only), video=VideoStreamTrack())
+        b = CallSession(CallOptions(url, "b", ice=relay_only), video=VideoStreamTrack())
+        async with a, b:
+            async with asyncio.timeout(10):
+                while not configurations:  # noqa: ASYNC110 - made inside the session
+                    await asyncio.sleep(0.02)
+            assert a.state is not CallState.FAILED and b.state is not CallState.FAILED
+    (issued,) = configurations[0].iceServers
+    assert issued.urls == issued_url
+    assert configurations[0].iceTransportPolicy is RTCIceTransportPolicy.RELAY
+    async with RoomServer(ServerConfig(port=0)) as server:  # hands out nothing
+        lonely = CallSession(
+            CallOptions(f"{server.url}/rooms/relay-room", "a", ice=relay_only),
+            video=VideoStreamTrack(),
+        )
+        async with lonely:
+            async with asyncio.timeout(10):
+                state = await lonely.wait_for(lambda s: s.final)
+    assert state is CallState.FAILED
+    assert "Relay-only needs a TURN server" in lonely.machine.reason
 
 
 # --------------------------------------------------------------------- a real TURN server
