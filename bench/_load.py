@@ -34,6 +34,21 @@ def open_fds(pid: int) -> int:
         return -1
 
 
+def settled_fds(pid: int, *, steady: int = 5, within: float = 5.0) -> int:
+    """The process's descriptor count once it has stopped changing (``steady`` equal
+    readings 50 ms apart, e.g. after a readiness probe's socket has closed); the last
+    reading if it has not settled ``within`` seconds. A poll: the count is another
+    process's state, with no event to wait on."""
+    deadline = time.monotonic() + within
+    last, same = open_fds(pid), 1
+    while same < steady and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = open_fds(pid)
+        same = same + 1 if now == last else 1
+        last = now
+    return last
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None

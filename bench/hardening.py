@@ -71,13 +71,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _measure(args: argparse.Namespace, srv: _procs.Server, ctx: Any) -> dict:
     pid = srv.popen.pid
-    time.sleep(0.5)  # the readiness probe's socket may still be closing: take the idle count
+    idle = _load.settled_fds(pid)  # the readiness probe's socket may still be closing
     before = server_sample(srv)
-    idle_fds = []
-    for _ in range(5):
-        idle_fds.append(_load.open_fds(pid))
-        time.sleep(0.05)
-    before["fds"] = min(idle_fds)
+    before["fds"] = idle
     cpu_before = _procs.proc_cpu_s(pid) or 0.0
     log(f"server pid {pid} on port {srv.port}: {before}")
 

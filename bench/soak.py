@@ -193,8 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _soak(args: argparse.Namespace, srv: _procs.Server) -> dict[str, Any]:
     pid = srv.popen.pid
-    time.sleep(0.5)
-    idle_fds = min(_load.open_fds(pid) for _ in range(5))
+    idle_fds = _load.settled_fds(pid)  # the readiness probe's socket may still be closing
     tally: dict[str, Any] = {"calls": {}, "errors": {}}
     stop = threading.Event()
     started = time.monotonic()
